@@ -1,4 +1,11 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  createSign,
+  generateKeyPairSync,
+  type KeyObject,
+  sign,
+} from 'node:crypto';
 import { constants, existsSync, readFileSync } from 'node:fs';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -31,8 +38,11 @@ export class SoftwareSigner implements Signer {
 
   /** Synchronous signing, for hot paths that must not yield. */
   signSync(data: Buffer | readonly Buffer[]): Buffer {
-    const input = Buffer.isBuffer(data) ? data : Buffer.concat(data as Buffer[]);
-    return sign('sha256', input, this.key);
+    if (Buffer.isBuffer(data)) return sign('sha256', data, this.key);
+    // Chunks (a large CRL) are hashed one by one, never concatenated.
+    const s = createSign('sha256');
+    for (const chunk of data) s.update(chunk);
+    return s.sign(this.key);
   }
 
   async sign(data: Buffer | readonly Buffer[]): Promise<Buffer> {

@@ -1,0 +1,612 @@
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { sql } from 'kysely';
+import { type BasicFacts, normaliseBasicFacts } from '../core/basic-facts.ts';
+import { signCertificate } from '../core/certificate.ts';
+import { buildCrl } from '../core/crl.ts';
+import { verifyCsr } from '../core/csr.ts';
+import { readChildren, readTlv, slice } from '../core/der.ts';
+import {
+  buildBasicResponse,
+  type CertStatus,
+  createResponder,
+  errorResponse,
+  type IssuerHashes,
+  issuerHashes,
+  matchesIssuer,
+  OcspRequestError,
+  type OcspResponder,
+  parseOcspRequest,
+} from '../core/ocsp.ts';
+import { decodePem, encodePem } from '../core/pem.ts';
+import {
+  type CaId,
+  type CertificateKind,
+  type CertificateTemplate,
+  endEntityTemplate,
+  type IssuerInfo,
+  issuingCaTemplate,
+  ocspResponderTemplate,
+  rootCaTemplate,
+} from '../core/profiles.ts';
+import { canonicalSerial, newSerial, serialHex } from '../core/serial.ts';
+import type { KeyAlgorithm, Signer } from '../core/signer.ts';
+import { keyIdentifier } from '../core/spki.ts';
+import type { KeyStore } from '../keys/keystore.ts';
+import {
+  certificateStatus,
+  crlDer,
+  DuplicateCrlNumberError,
+  DuplicateSerialError,
+  findCertificate,
+  findRevocation,
+  insertCertificate,
+  insertCrl,
+  latestCrl,
+  maxRevocationId,
+  revoke as revokeInStore,
+  streamRevocations,
+} from '../store/certificates.ts';
+import { openDatabase, type Store } from '../store/db.ts';
+import {
+  type AuthorityConfig,
+  CA_CERTIFICATE_IDS,
+  type CaCertificateId,
+  ConfigError,
+  DEFAULTS,
+  dataPaths,
+  type KeyStoreConfig,
+  keyLabel,
+  readConfig,
+  urls,
+} from './config.ts';
+import { createDevelopmentPassphrase, openKeyStore } from './keystores.ts';
+import { type RevocationReason, reasonCode } from './reasons.ts';
+
+export class AuthorityError extends Error {
+  override name = 'AuthorityError';
+}
+
+export interface InitOptions {
+  dataDir: string;
+  algorithm?: KeyAlgorithm;
+  baseUrl?: string;
+  keyStore?: KeyStoreConfig;
+  env?: NodeJS.ProcessEnv;
+  now?: Date;
+}
+
+export interface InitResult {
+  config: AuthorityConfig;
+  /** Set when a development passphrase was generated into the data directory. */
+  generatedPassphraseFile?: string;
+  operatorTokenFile: string;
+}
+
+export interface IssueRequest {
+  kind: CertificateKind;
+  /** PKCS#10, PEM text or DER. */
+  csr: string | Uint8Array;
+  /** Required for `sign`, refused for `auth`. */
+  facts?: BasicFacts;
+  localities?: { prefecture?: string; city?: string };
+  /** Which counter issued it; part of the opaque CN. */
+  counterId?: string;
+  residentRef?: string;
+}
+
+export interface IssuedCertificate {
+  serial: string;
+  kind: CertificateKind;
+  der: Buffer;
+  pem: string;
+  subject: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface CrlResult {
+  ca: CaId;
+  number: number;
+  kind: 'full' | 'delta';
+  baseNumber: number | null;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  entries: number;
+  sha256: string;
+}
+
+export interface OcspAnswer {
+  der: Buffer;
+  /** For GET: whether an HTTP cache may keep it, and until when it is fresh. */
+  cacheable: boolean;
+  producedAt?: Date;
+  nextUpdate?: Date;
+  status: 'successful' | 'malformedRequest' | 'unauthorized' | 'internalError';
+}
+
+interface IssuingCa {
+  id: CertificateKind;
+  signer: Signer;
+  certDer: Buffer;
+  info: IssuerInfo;
+  hashes: IssuerHashes;
+  responder: OcspResponder;
+}
+
+interface CachedOcsp {
+  der: Buffer;
+  statusKey: string;
+  producedAt: number;
+  nextUpdate: number;
+}
+
+const OCSP_CACHE_LIMIT = 200_000;
+
+/** Subject Name DER and SPKI DER of a certificate. */
+export function certificateParts(der: Buffer): { subject: Buffer; spki: Buffer; serial: Buffer } {
+  const cert = readTlv(der, 0);
+  const [tbs] = readChildren(der, cert);
+  const f = readChildren(der, tbs!);
+  const off = f[0]!.tag === 0xa0 ? 1 : 0;
+  return {
+    serial: der.subarray(f[off]!.contentStart, f[off]!.end),
+    subject: slice(der, f[off + 4]!),
+    spki: slice(der, f[off + 5]!),
+  };
+}
+
+/**
+ * The designated certification authority: one root, an issuing CA for signature certificates and
+ * one for authentication certificates, each issuing CA with a delegated OCSP signer. It issues
+ * from PKCS#10 requests under the profiles, revokes, builds CRLs and answers OCSP. The store is the
+ * single source of truth for what was issued and revoked.
+ */
+export class Authority {
+  private readonly ocspCache = new Map<string, CachedOcsp>();
+
+  private constructor(
+    readonly dataDir: string,
+    readonly config: AuthorityConfig,
+    readonly store: Store,
+    private readonly keys: KeyStore,
+    private readonly root: { signer: Signer; certDer: Buffer; info: IssuerInfo },
+    private readonly issuing: Record<CertificateKind, IssuingCa>,
+    private readonly now: () => Date,
+  ) {}
+
+  /**
+   * Creates a new authority in `dataDir`. Refuses if one exists there (or any of its keys does):
+   * a key is never overwritten.
+   */
+  static async init(opts: InitOptions): Promise<InitResult> {
+    const env = opts.env ?? process.env;
+    const dir = opts.dataDir;
+    const paths = dataPaths(dir);
+    if (existsSync(paths.config)) throw new AuthorityError(`an authority already exists in ${dir}; refusing to overwrite it`);
+    if (existsSync(paths.keys) && readdirSync(paths.keys).length > 0)
+      throw new AuthorityError(`${paths.keys} already holds keys; refusing to overwrite them`);
+    mkdirSync(paths.certs, { recursive: true });
+    mkdirSync(paths.secrets, { recursive: true, mode: 0o700 });
+
+    const keyStoreCfg = opts.keyStore ?? { type: 'software' };
+    let generatedPassphraseFile: string | undefined;
+    if (
+      keyStoreCfg.type === 'software' &&
+      !env.JPKI_KEY_PASSPHRASE &&
+      !env.JPKI_KEY_PASSPHRASE_FILE &&
+      !existsSync(paths.passphraseFile)
+    ) {
+      createDevelopmentPassphrase(dir);
+      generatedPassphraseFile = paths.passphraseFile;
+    }
+    const config: AuthorityConfig = {
+      ...DEFAULTS,
+      algorithm: opts.algorithm ?? 'rsa-2048',
+      baseUrl: (opts.baseUrl ?? 'http://127.0.0.1:8080').replace(/\/+$/, ''),
+      keyStore: keyStoreCfg,
+      createdAt: (opts.now ?? new Date()).toISOString(),
+    };
+    const u = urls(config.baseUrl);
+    const keys = await openKeyStore(dir, keyStoreCfg, env);
+    try {
+      for (const id of CA_CERTIFICATE_IDS)
+        if (await keys.has(keyLabel(id)))
+          throw new AuthorityError(`the key store already holds a key labelled ${keyLabel(id)}; refusing to overwrite it`);
+      const notBefore = truncateToSecond(opts.now ?? new Date());
+      const gen = (id: CaCertificateId) => keys.generate(keyLabel(id), config.algorithm);
+
+      const rootKey = await gen('root');
+      const rootDer = await issueWith(rootKey, rootCaTemplate(rootKey.publicKeySpki, notBefore, config.validity.rootYears), null, rootKey.publicKeySpki);
+      const rootInfo = { name: certificateParts(rootDer).subject, spki: rootKey.publicKeySpki };
+      writeCert(paths.cert('root'), rootDer);
+
+      for (const ca of ['sign', 'auth'] as const) {
+        const caKey = await gen(ca);
+        const caDer = await issueWith(
+          rootKey,
+          issuingCaTemplate(
+            ca,
+            caKey.publicKeySpki,
+            rootInfo,
+            { crl: u.crl('root'), caIssuers: u.caCert('root'), cps: u.cps },
+            notBefore,
+            config.validity.caYears,
+          ),
+          rootInfo,
+          caKey.publicKeySpki,
+        );
+        writeCert(paths.cert(ca), caDer);
+        const caInfo = { name: certificateParts(caDer).subject, spki: caKey.publicKeySpki };
+        const ocspKey = await gen(`${ca}-ocsp`);
+        const ocspDer = await issueWith(
+          caKey,
+          ocspResponderTemplate(ca, ocspKey.publicKeySpki, caInfo, notBefore, config.validity.ocspYears),
+          caInfo,
+          ocspKey.publicKeySpki,
+        );
+        writeCert(paths.cert(`${ca}-ocsp`), ocspDer);
+      }
+      writeFileSync(paths.operatorTokenFile, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+      // Written last: its presence means the authority is complete.
+      writeFileSync(paths.config, `${JSON.stringify(config, null, 2)}\n`, { flag: 'wx' });
+    } finally {
+      await keys.close();
+    }
+    return { config, generatedPassphraseFile, operatorTokenFile: paths.operatorTokenFile };
+  }
+
+  /** Opens an existing authority. The store is SQLite in the data directory unless `databaseUrl` is given. */
+  static async open(
+    dataDir: string,
+    opts: { env?: NodeJS.ProcessEnv; databaseUrl?: string; now?: () => Date } = {},
+  ): Promise<Authority> {
+    const env = opts.env ?? process.env;
+    const config = readConfig(dataDir);
+    const paths = dataPaths(dataDir);
+    const keys = await openKeyStore(dataDir, config.keyStore, env);
+    let store: Store | undefined;
+    try {
+      const readCert = (id: CaCertificateId) => {
+        try {
+          return decodePem(readFileSync(paths.cert(id), 'utf8'), ['CERTIFICATE']);
+        } catch {
+          throw new ConfigError(`cannot read ${paths.cert(id)}`);
+        }
+      };
+      const rootDer = readCert('root');
+      const rootSigner = await keys.open(keyLabel('root'));
+      const root = { signer: rootSigner, certDer: rootDer, info: infoOf(rootDer) };
+      const issuing = {} as Record<CertificateKind, IssuingCa>;
+      for (const ca of ['sign', 'auth'] as const) {
+        const certDer = readCert(ca);
+        const signer = await keys.open(keyLabel(ca));
+        const info = infoOf(certDer);
+        if (!info.spki.equals(signer.publicKeySpki))
+          throw new ConfigError(`the ${ca} CA certificate does not match its key`);
+        const ocspSigner = await keys.open(keyLabel(`${ca}-ocsp`));
+        issuing[ca] = {
+          id: ca,
+          signer,
+          certDer,
+          info,
+          hashes: issuerHashes(certDer),
+          responder: createResponder(ocspSigner, readCert(`${ca}-ocsp`)),
+        };
+      }
+      const databaseUrl = opts.databaseUrl ?? env.DATABASE_URL;
+      store = await openDatabase(databaseUrl ? { databaseUrl } : { sqlitePath: paths.sqlite });
+      return new Authority(dataDir, config, store, keys, root, issuing, opts.now ?? (() => new Date()));
+    } catch (e) {
+      await store?.close();
+      await keys.close();
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+    await this.keys.close();
+  }
+
+  /** A CA certificate (or OCSP signer certificate) as DER. */
+  certificate(id: CaCertificateId): Buffer {
+    if (id === 'root') return this.root.certDer;
+    if (id === 'sign' || id === 'auth') return this.issuing[id].certDer;
+    return readCertFile(dataPaths(this.dataDir).cert(id));
+  }
+
+  /**
+   * Issues a certificate from a PKCS#10 request under the profile of `kind`. The request's
+   * signature and key are checked first; nothing is stored unless the certificate is complete.
+   */
+  async issue(req: IssueRequest): Promise<IssuedCertificate> {
+    const { spki } = verifyCsr(req.csr);
+    const facts = req.kind === 'sign' && req.facts ? normaliseBasicFacts(req.facts, this.now()) : req.facts;
+    const counterId = (req.counterId ?? '0000').toUpperCase();
+    if (!/^[A-Z0-9]{1,10}$/.test(counterId)) throw new AuthorityError('the counter id must be 1-10 letters or digits');
+    const ca = this.issuing[req.kind];
+    const u = urls(this.config.baseUrl);
+    const years = req.kind === 'sign' ? this.config.validity.signYears : this.config.validity.authYears;
+    for (let attempt = 0; ; attempt++) {
+      const now = truncateToSecond(this.now());
+      const serial = newSerial();
+      const template = endEntityTemplate(
+        {
+          kind: req.kind,
+          spki,
+          issuanceId: issuanceId(now, counterId, serial),
+          facts,
+          localities: req.localities,
+          notBefore: now,
+          years,
+        },
+        ca.info,
+        {
+          crl: u.crl(req.kind),
+          deltaCrl: u.deltaCrl(req.kind),
+          ocsp: u.ocsp,
+          caIssuers: u.caCert(req.kind),
+          cps: u.cps,
+        },
+      );
+      if (template.validity.notAfter > certificateNotAfter(ca.certDer))
+        throw new AuthorityError(`the ${req.kind} CA certificate expires before the certificate would; renew the CA`);
+      const der = await signCertificate(ca.signer, {
+        serial,
+        issuer: ca.info.name,
+        subject: template.subject,
+        notBefore: template.validity.notBefore,
+        notAfter: template.validity.notAfter,
+        spki,
+        extensions: template.extensions,
+      });
+      const hex = serialHex(serial);
+      try {
+        await insertCertificate(this.store.db, {
+          serial: hex,
+          ca: req.kind,
+          profile: req.kind,
+          subject: template.subjectDisplay,
+          not_before: template.validity.notBefore.getTime(),
+          not_after: template.validity.notAfter.getTime(),
+          issued_at: now.getTime(),
+          der,
+          resident_ref: req.residentRef ?? null,
+          spki_sha256: createHash('sha256').update(spki).digest('hex'),
+        });
+      } catch (e) {
+        // A 128-bit collision is not expected, but the primary key decides, not luck.
+        if (e instanceof DuplicateSerialError && attempt < 3) continue;
+        throw e;
+      }
+      return {
+        serial: hex,
+        kind: req.kind,
+        der,
+        pem: encodePem('CERTIFICATE', der),
+        subject: template.subjectDisplay,
+        notBefore: template.validity.notBefore,
+        notAfter: template.validity.notAfter,
+      };
+    }
+  }
+
+  async findCertificate(serial: string) {
+    return findCertificate(this.store.db, canonicalSerial(serial));
+  }
+
+  async findRevocation(serial: string) {
+    return findRevocation(this.store.db, canonicalSerial(serial));
+  }
+
+  /** Throws if the store cannot be reached. */
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.store.db);
+  }
+
+  /**
+   * Revokes a certificate. Revoking again keeps the first record (time and reason) and reports
+   * `created: false`. The OCSP answer changes with the store, before this returns.
+   */
+  async revoke(serial: string, reason: RevocationReason, revokedAt?: Date) {
+    const now = this.now();
+    const at = revokedAt ?? now;
+    if (at.getTime() > now.getTime() + 60_000) throw new AuthorityError('the revocation time is in the future');
+    const result = await revokeInStore(this.store.db, {
+      serial: canonicalSerial(serial),
+      reason: reasonCode(reason),
+      revokedAt: truncateToSecond(at).getTime(),
+      recordedAt: now.getTime(),
+    });
+    return result;
+  }
+
+  /**
+   * Builds, signs and stores the next CRL of `ca`: a full CRL, or a delta CRL (RFC 5280 5.2.4)
+   * against the latest full CRL. Full and delta CRLs share one increasing numbering.
+   */
+  async generateCrl(ca: CaId, opts: { delta?: boolean } = {}): Promise<CrlResult> {
+    const signer = ca === 'root' ? this.root.signer : this.issuing[ca].signer;
+    const info = ca === 'root' ? this.root.info : this.issuing[ca].info;
+    const u = urls(this.config.baseUrl);
+    for (let attempt = 0; ; attempt++) {
+      const thisUpdate = truncateToSecond(this.now());
+      const db = this.store.db;
+      const base = opts.delta ? await latestCrl(db, ca, 'full') : undefined;
+      if (opts.delta && !base) throw new AuthorityError(`no full CRL of ${ca} yet to base a delta CRL on`);
+      const latest = Math.max((await latestCrl(db, ca, 'full'))?.number ?? 0, (await latestCrl(db, ca, 'delta'))?.number ?? 0);
+      const number = latest + 1;
+      const maxId = await maxRevocationId(db, ca);
+      const hours = opts.delta ? this.config.crl.deltaHours : this.config.crl.fullHours;
+      const nextUpdate = new Date(thisUpdate.getTime() + hours * 3600_000);
+      let entries = 0;
+      const rows = streamRevocations(db, {
+        ca,
+        afterId: base ? base.max_revocation_id : 0,
+        notAfterFrom: thisUpdate.getTime(),
+      });
+      async function* upTo() {
+        for await (const r of rows) {
+          if (r.id > maxId) break;
+          entries++;
+          yield { serial: Buffer.from(r.serial, 'hex'), revokedAt: new Date(r.revokedAt), reason: r.reason };
+        }
+      }
+      const der = await buildCrl(
+        signer,
+        {
+          issuerNameDer: info.name,
+          authorityKeyId: keyIdentifier(info.spki),
+          crlNumber: BigInt(number),
+          thisUpdate,
+          nextUpdate,
+          deltaOf: base ? BigInt(base.number) : undefined,
+          freshestCrlUrl: !opts.delta && ca !== 'root' ? u.deltaCrl(ca) : undefined,
+        },
+        upTo(),
+      );
+      const sha256 = createHash('sha256').update(der).digest('hex');
+      try {
+        await insertCrl(db, {
+          ca,
+          number,
+          kind: opts.delta ? 'delta' : 'full',
+          base_number: base ? base.number : null,
+          this_update: thisUpdate.getTime(),
+          next_update: nextUpdate.getTime(),
+          max_revocation_id: maxId,
+          entries,
+          der,
+          sha256,
+        });
+      } catch (e) {
+        // Another process took this number; build again with the next one.
+        if (e instanceof DuplicateCrlNumberError && attempt < 5) continue;
+        throw e;
+      }
+      return {
+        ca,
+        number,
+        kind: opts.delta ? 'delta' : 'full',
+        baseNumber: base ? base.number : null,
+        thisUpdate,
+        nextUpdate,
+        entries,
+        sha256,
+      };
+    }
+  }
+
+  /** The latest CRL of a kind, without its DER. */
+  async currentCrlInfo(ca: CaId, kind: 'full' | 'delta') {
+    return latestCrl(this.store.db, ca, kind);
+  }
+
+  /** The latest CRL of a kind, with its DER, or undefined if none has been built. */
+  async currentCrl(ca: CaId, kind: 'full' | 'delta') {
+    const row = await latestCrl(this.store.db, ca, kind);
+    if (!row) return undefined;
+    const der = await crlDer(this.store.db, ca, row.number);
+    return der ? { ...row, der } : undefined;
+  }
+
+  /**
+   * Answers an OCSP request (RFC 6960). The store is asked for every answer, so a revocation that
+   * has been recorded is never answered "good"; signed responses are reused while the status
+   * they state is still the status in the store and they are younger than the refresh interval.
+   */
+  async ocsp(requestDer: Uint8Array): Promise<OcspAnswer> {
+    let req: ReturnType<typeof parseOcspRequest>;
+    try {
+      req = parseOcspRequest(requestDer);
+    } catch (e) {
+      if (e instanceof OcspRequestError) return { der: errorResponse('malformedRequest'), cacheable: false, status: 'malformedRequest' };
+      throw e;
+    }
+    const cas = req.certIds.map((id) => (['sign', 'auth'] as const).find((c) => matchesIssuer(id, this.issuing[c].hashes)));
+    const ca = cas[0];
+    if (!ca || cas.some((c) => c !== ca)) return { der: errorResponse('unauthorized'), cacheable: false, status: 'unauthorized' };
+    const issuing = this.issuing[ca];
+    const now = this.now();
+    const nowMs = now.getTime();
+    const statuses: CertStatus[] = [];
+    for (const id of req.certIds) {
+      const row = await certificateStatus(this.store.db, serialHex(id.serial));
+      if (!row || row.ca !== ca) statuses.push({ status: 'unknown' });
+      else if (row.revocation)
+        statuses.push({
+          status: 'revoked',
+          revokedAt: new Date(row.revocation.revokedAt),
+          reason: row.revocation.reason || undefined,
+        });
+      else statuses.push({ status: 'good' });
+    }
+    const single = req.certIds.length === 1 && !req.nonce;
+    const cacheKey = single ? `${ca}:${req.certIds[0]!.der.toString('hex')}` : '';
+    const statusKey = statuses.map(statusKeyOf).join('|');
+    if (single) {
+      const hit = this.ocspCache.get(cacheKey);
+      if (hit && hit.statusKey === statusKey && nowMs - hit.producedAt < this.config.ocsp.refreshMinutes * 60_000)
+        return { der: hit.der, cacheable: true, producedAt: new Date(hit.producedAt), nextUpdate: new Date(hit.nextUpdate), status: 'successful' };
+    }
+    const producedAt = truncateToSecond(now);
+    const nextUpdate = new Date(producedAt.getTime() + this.config.ocsp.validityMinutes * 60_000);
+    const der = await buildBasicResponse(
+      issuing.responder,
+      req.certIds.map((certId, i) => ({ certId, status: statuses[i]!, thisUpdate: producedAt, nextUpdate })),
+      { producedAt, nonce: req.nonce },
+    );
+    if (single) {
+      if (this.ocspCache.size >= OCSP_CACHE_LIMIT) this.ocspCache.delete(this.ocspCache.keys().next().value!);
+      this.ocspCache.set(cacheKey, { der, statusKey, producedAt: producedAt.getTime(), nextUpdate: nextUpdate.getTime() });
+    }
+    return { der, cacheable: !req.nonce, producedAt, nextUpdate, status: 'successful' };
+  }
+}
+
+function statusKeyOf(s: CertStatus): string {
+  return s.status === 'revoked' ? `r${s.revokedAt.getTime()}:${s.reason ?? 0}` : s.status;
+}
+
+async function issueWith(signer: Signer, t: CertificateTemplate, issuer: IssuerInfo | null, spki: Buffer): Promise<Buffer> {
+  return signCertificate(signer, {
+    serial: newSerial(),
+    issuer: issuer ? issuer.name : t.subject,
+    subject: t.subject,
+    notBefore: t.validity.notBefore,
+    notAfter: t.validity.notAfter,
+    spki,
+    extensions: t.extensions,
+  });
+}
+
+function writeCert(path: string, der: Buffer) {
+  writeFileSync(path, encodePem('CERTIFICATE', der), { flag: 'wx' });
+}
+
+function readCertFile(path: string): Buffer {
+  return decodePem(readFileSync(path, 'utf8'), ['CERTIFICATE']);
+}
+
+function infoOf(der: Buffer): IssuerInfo {
+  const p = certificateParts(der);
+  return { name: p.subject, spki: p.spki };
+}
+
+function truncateToSecond(d: Date): Date {
+  return new Date(Math.floor(d.getTime() / 1000) * 1000);
+}
+
+function certificateNotAfter(der: Buffer): Date {
+  return new Date(new X509Certificate(der).validTo);
+}
+
+/**
+ * The opaque issuance identifier used as the subject CN: issuance time (JST, to the second), the
+ * counter id, and the first bytes of the serial so two issuances in one second at one counter differ.
+ */
+function issuanceId(at: Date, counterId: string, serial: Buffer): string {
+  const jst = new Date(at.getTime() + 9 * 3600_000).toISOString().replace(/\D/g, '').slice(0, 14);
+  return `${jst}${counterId}${serial.subarray(serial[0] === 0 ? 1 : 0, 6).toString('hex').toUpperCase()}`;
+}

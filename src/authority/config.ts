@@ -1,0 +1,86 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CaId } from '../core/profiles.ts';
+import type { KeyAlgorithm } from '../core/signer.ts';
+
+export type KeyStoreConfig = { type: 'software' } | { type: 'pkcs11'; module: string; tokenLabel: string };
+
+/** authority.json: written once by `jpki init`, read by everything else. */
+export interface AuthorityConfig {
+  version: 1;
+  algorithm: KeyAlgorithm;
+  /** Base of every URL written into certificates (CRL, OCSP, CA issuers). */
+  baseUrl: string;
+  keyStore: KeyStoreConfig;
+  validity: { rootYears: number; caYears: number; ocspYears: number; signYears: number; authYears: number };
+  crl: { fullHours: number; deltaHours: number };
+  ocsp: {
+    /** nextUpdate - thisUpdate of a response. */
+    validityMinutes: number;
+    /** A precomputed response is re-signed when older than this. */
+    refreshMinutes: number;
+    /** Cache-Control max-age on GET responses: the window in which an HTTP cache may repeat an answer. */
+    httpMaxAgeSeconds: number;
+  };
+  createdAt: string;
+}
+
+export const DEFAULTS: Omit<AuthorityConfig, 'algorithm' | 'baseUrl' | 'keyStore' | 'createdAt'> = {
+  version: 1,
+  // The seed's 3 years for residents' certificates; CA lifetimes must outlast what they issue.
+  validity: { rootYears: 20, caYears: 10, ocspYears: 2, signYears: 3, authYears: 3 },
+  crl: { fullHours: 24, deltaHours: 1 },
+  // The real service refreshes OCSP every 15 minutes.
+  ocsp: { validityMinutes: 30, refreshMinutes: 15, httpMaxAgeSeconds: 60 },
+};
+
+/** Layout of a data directory. */
+export function dataPaths(dir: string) {
+  return {
+    dir,
+    config: join(dir, 'authority.json'),
+    keys: join(dir, 'keys'),
+    certs: join(dir, 'certs'),
+    secrets: join(dir, 'secrets'),
+    passphraseFile: join(dir, 'secrets', 'key-passphrase'),
+    operatorTokenFile: join(dir, 'secrets', 'operator-token'),
+    sqlite: join(dir, 'jpki.sqlite'),
+    cert: (id: CaCertificateId) => join(dir, 'certs', `${id}.pem`),
+  };
+}
+
+/** The certificates an authority holds: three CAs and two delegated OCSP signers. */
+export type CaCertificateId = CaId | 'sign-ocsp' | 'auth-ocsp';
+export const CA_CERTIFICATE_IDS: readonly CaCertificateId[] = ['root', 'sign', 'auth', 'sign-ocsp', 'auth-ocsp'];
+
+/** Key labels, the same in a software key store and on a PKCS#11 token. */
+export const keyLabel = (id: CaCertificateId): string => `jpki-${id}`;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function readConfig(dir: string): AuthorityConfig {
+  const p = dataPaths(dir).config;
+  if (!existsSync(p)) throw new ConfigError(`no authority in ${dir}: run "jpki init --data ${dir}" first`);
+  let cfg: AuthorityConfig;
+  try {
+    cfg = JSON.parse(readFileSync(p, 'utf8')) as AuthorityConfig;
+  } catch {
+    throw new ConfigError(`${p} is not valid JSON`);
+  }
+  if (cfg.version !== 1) throw new ConfigError(`${p}: unsupported version ${String(cfg.version)}`);
+  return cfg;
+}
+
+/** Public URLs derived from the base URL. */
+export function urls(baseUrl: string) {
+  const b = baseUrl.replace(/\/+$/, '');
+  return {
+    ocsp: `${b}/ocsp`,
+    crl: (ca: CaId) => `${b}/crl/${ca}.crl`,
+    deltaCrl: (ca: CaId) => `${b}/crl/${ca}-delta.crl`,
+    caCert: (ca: CaId) => `${b}/ca/${ca}.der`,
+    cps: `${b}/cps`,
+  };
+}

@@ -1,0 +1,230 @@
+// The certificate profiles, in one place. docs/profiles.md describes them for people; this file is
+// what the authority actually enforces. Nothing else decides what goes into a certificate.
+import { type BasicFacts, encodeBasicFactsSan, localitiesOf } from './basic-facts.ts';
+import {
+  authorityInfoAccess,
+  authorityKeyIdentifier,
+  basicConstraints,
+  certificatePolicies,
+  crlDistributionPoints,
+  distributionPoint,
+  extendedKeyUsage,
+  freshestCrl,
+  issuerAltNameDirectory,
+  keyUsage,
+  ocspNoCheck,
+  subjectAltName,
+  subjectKeyIdentifier,
+} from './certificate.ts';
+import { encodeName, type NameAttribute } from './name.ts';
+import { OID } from './oids.ts';
+import { keyIdentifier } from './spki.ts';
+
+/** The authority's certificate authorities. */
+export type CaId = 'root' | 'sign' | 'auth';
+/** End-entity certificate kinds: signature (署名用) and user authentication (利用者証明用). */
+export type CertificateKind = 'sign' | 'auth';
+export const CERTIFICATE_KINDS: readonly CertificateKind[] = ['sign', 'auth'];
+
+export const CA_NAMES: Record<CaId, readonly NameAttribute[]> = {
+  root: [
+    ['C', 'JP'],
+    ['O', 'JPKI'],
+    ['OU', 'JPKI Root CA'],
+  ],
+  sign: [
+    ['C', 'JP'],
+    ['O', 'JPKI'],
+    ['OU', 'JPKI for digital signature'],
+  ],
+  auth: [
+    ['C', 'JP'],
+    ['O', 'JPKI'],
+    ['OU', 'JPKI for user authentication'],
+  ],
+};
+
+/** issuerAltName of end-entity certificates, as the real service sets it. */
+const SERVICE_NAME = encodeName([
+  ['C', 'JP'],
+  ['O', '公的個人認証サービス'],
+]);
+
+export const POLICY: Record<CertificateKind, string> = { sign: OID.jpkiSignPolicy, auth: OID.jpkiAuthPolicy };
+
+/** Where relying parties fetch things; all absolute URLs. */
+export interface PublicationPoints {
+  crl: string;
+  deltaCrl?: string;
+  ocsp?: string;
+  caIssuers?: string;
+  cps?: string;
+}
+
+/** The issuer as a profile needs it. */
+export interface IssuerInfo {
+  name: Buffer;
+  spki: Buffer;
+}
+
+export interface Validity {
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/** Subject, extensions and validity of a certificate about to be signed. */
+export interface CertificateTemplate {
+  subject: Buffer;
+  subjectDisplay: string;
+  extensions: Buffer[];
+  validity: Validity;
+}
+
+/** Adds whole calendar years (29 February becomes 28 February when the target year is not leap). */
+export function addYears(d: Date, years: number): Date {
+  const out = new Date(d.getTime());
+  out.setUTCFullYear(d.getUTCFullYear() + years);
+  if (out.getUTCMonth() !== d.getUTCMonth()) out.setUTCDate(0);
+  return out;
+}
+
+const publication = (p: PublicationPoints): Buffer[] => {
+  const exts = [crlDistributionPoints(distributionPoint({ uris: [p.crl] }))];
+  if (p.ocsp || p.caIssuers) exts.push(authorityInfoAccess({ ocsp: p.ocsp, caIssuers: p.caIssuers }));
+  return exts;
+};
+
+const nameDisplay = (attrs: readonly NameAttribute[]) => attrs.map(([t, v]) => `${t}=${v}`).join(', ');
+
+export function rootCaTemplate(spki: Buffer, notBefore: Date, years: number): CertificateTemplate {
+  return {
+    subject: encodeName(CA_NAMES.root),
+    subjectDisplay: nameDisplay(CA_NAMES.root),
+    extensions: [
+      basicConstraints(true, 1),
+      keyUsage(['keyCertSign', 'cRLSign']),
+      subjectKeyIdentifier(keyIdentifier(spki)),
+    ],
+    validity: { notBefore, notAfter: addYears(notBefore, years) },
+  };
+}
+
+export function issuingCaTemplate(
+  ca: CertificateKind,
+  spki: Buffer,
+  issuer: IssuerInfo,
+  points: PublicationPoints,
+  notBefore: Date,
+  years: number,
+): CertificateTemplate {
+  return {
+    subject: encodeName(CA_NAMES[ca]),
+    subjectDisplay: nameDisplay(CA_NAMES[ca]),
+    extensions: [
+      basicConstraints(true, 0),
+      keyUsage(['keyCertSign', 'cRLSign']),
+      subjectKeyIdentifier(keyIdentifier(spki)),
+      authorityKeyIdentifier(keyIdentifier(issuer.spki)),
+      certificatePolicies([{ oid: POLICY[ca], cps: points.cps }]),
+      ...publication(points),
+    ],
+    validity: { notBefore, notAfter: addYears(notBefore, years) },
+  };
+}
+
+/** Delegated OCSP signer for an issuing CA (RFC 6960 4.2.2.2), with id-pkix-ocsp-nocheck. */
+export function ocspResponderTemplate(
+  ca: CertificateKind,
+  spki: Buffer,
+  issuer: IssuerInfo,
+  notBefore: Date,
+  years: number,
+): CertificateTemplate {
+  const attrs: NameAttribute[] = [...CA_NAMES[ca], ['CN', 'OCSP Responder']];
+  return {
+    subject: encodeName(attrs),
+    subjectDisplay: nameDisplay(attrs),
+    extensions: [
+      keyUsage(['digitalSignature']),
+      extendedKeyUsage([OID.ocspSigning]),
+      ocspNoCheck(),
+      subjectKeyIdentifier(keyIdentifier(spki)),
+      authorityKeyIdentifier(keyIdentifier(issuer.spki)),
+    ],
+    validity: { notBefore, notAfter: addYears(notBefore, years) },
+  };
+}
+
+export interface EndEntityRequest {
+  kind: CertificateKind;
+  spki: Buffer;
+  /** Opaque issuance identifier, the subject CN. */
+  issuanceId: string;
+  /** Required for a signature certificate, refused for an authentication certificate. */
+  facts?: BasicFacts;
+  /** Prefecture and city for the signature certificate's localityName; derived from the address when absent. */
+  localities?: { prefecture?: string; city?: string };
+  notBefore: Date;
+  years: number;
+}
+
+export class ProfileError extends Error {
+  override name = 'ProfileError';
+}
+
+/** The end-entity profiles: signature certificate (with the four facts) and authentication certificate (without). */
+export function endEntityTemplate(
+  req: EndEntityRequest,
+  issuer: IssuerInfo,
+  points: PublicationPoints,
+): CertificateTemplate {
+  if (!/^[A-Za-z0-9]{8,64}$/.test(req.issuanceId)) throw new ProfileError('malformed issuance identifier');
+  const common = [
+    subjectKeyIdentifier(keyIdentifier(req.spki)),
+    authorityKeyIdentifier(keyIdentifier(issuer.spki)),
+    certificatePolicies([{ oid: POLICY[req.kind], cps: points.cps }]),
+    ...publication(points),
+    ...(points.deltaCrl ? [freshestCrl(distributionPoint({ uris: [points.deltaCrl] }))] : []),
+  ];
+  const validity = { notBefore: req.notBefore, notAfter: addYears(req.notBefore, req.years) };
+  if (req.kind === 'sign') {
+    if (!req.facts) throw new ProfileError('a signature certificate needs the four basic facts');
+    const loc = { ...localitiesOf(req.facts.address), ...definedOnly(req.localities) };
+    const attrs: NameAttribute[] = [['C', 'JP']];
+    if (loc.prefecture) attrs.push(['L', loc.prefecture]);
+    if (loc.city) attrs.push(['L', loc.city]);
+    attrs.push(['CN', req.issuanceId]);
+    return {
+      subject: encodeName(attrs),
+      subjectDisplay: nameDisplay(attrs),
+      extensions: [
+        keyUsage(['digitalSignature', 'nonRepudiation']),
+        subjectAltName(encodeBasicFactsSan(req.facts)),
+        issuerAltNameDirectory(SERVICE_NAME),
+        ...common,
+      ],
+      validity,
+    };
+  }
+  if (req.facts) throw new ProfileError('an authentication certificate carries no personal data');
+  const attrs: NameAttribute[] = [
+    ['C', 'JP'],
+    ['CN', req.issuanceId],
+  ];
+  return {
+    subject: encodeName(attrs),
+    subjectDisplay: nameDisplay(attrs),
+    extensions: [
+      keyUsage(['digitalSignature']),
+      extendedKeyUsage([OID.clientAuth]),
+      issuerAltNameDirectory(SERVICE_NAME),
+      ...common,
+    ],
+    validity,
+  };
+}
+
+function definedOnly<T extends object>(o: T | undefined): Partial<T> {
+  if (!o) return {};
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== '')) as Partial<T>;
+}

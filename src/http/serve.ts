@@ -1,0 +1,80 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { Authority } from '../authority/authority.ts';
+import { dataPaths } from '../authority/config.ts';
+import type { CaId } from '../core/profiles.ts';
+import { buildServer } from './server.ts';
+
+export interface ServeOptions {
+  dataDir: string;
+  port: number;
+  host: string;
+  /** Create the authority first when the data directory has none (`npm start` on a fresh machine). */
+  init?: boolean;
+}
+
+/**
+ * Runs the authority as a service: opens it (creating it if asked), makes sure every CA has a
+ * current CRL, keeps CRLs fresh on a schedule, and serves HTTP until SIGINT/SIGTERM.
+ */
+export async function serve(o: ServeOptions): Promise<void> {
+  const paths = dataPaths(o.dataDir);
+  if (o.init && !existsSync(paths.config)) {
+    await Authority.init({ dataDir: o.dataDir, baseUrl: `http://${hostForUrl(o.host)}:${o.port}` });
+    process.stderr.write(`created a new authority in ${o.dataDir}\n`);
+  }
+  const authority = await Authority.open(o.dataDir);
+  const operatorToken =
+    process.env.JPKI_OPERATOR_TOKEN ??
+    (existsSync(paths.operatorTokenFile) ? readFileSync(paths.operatorTokenFile, 'utf8').trim() : '');
+  if (operatorToken.length < 16) throw new Error('no operator token: set JPKI_OPERATOR_TOKEN (16+ characters)');
+
+  await refreshCrls(authority);
+  const timer = setInterval(() => {
+    refreshCrls(authority).catch((e) => app.log.error({ err: e }, 'CRL refresh failed'));
+  }, 60_000);
+  timer.unref();
+
+  const app = await buildServer({ authority, operatorToken, logger: { level: process.env.LOG_LEVEL ?? 'info' } });
+  await app.listen({ port: o.port, host: o.host });
+  const base = `http://${hostForUrl(o.host)}:${o.port}`;
+  process.stdout.write(
+    [
+      `open-jpki authority listening on ${base}`,
+      `  OCSP:            ${base}/ocsp`,
+      `  CRLs:            ${base}/crl/sign.crl  ${base}/crl/auth.crl  ${base}/crl/root.crl (deltas: sign-delta.crl, auth-delta.crl)`,
+      `  CA certificates: ${base}/ca/root.pem  ${base}/ca/sign.pem  ${base}/ca/auth.pem`,
+      `  API docs:        ${base}/docs`,
+      `  health/metrics:  ${base}/healthz  ${base}/metrics`,
+      `  operator token:  ${process.env.JPKI_OPERATOR_TOKEN ? '(from JPKI_OPERATOR_TOKEN)' : paths.operatorTokenFile}`,
+      `  certificates name: ${authority.config.baseUrl}`,
+      '',
+    ].join('\n'),
+  );
+  const stop = async () => {
+    clearInterval(timer);
+    await app.close();
+    await authority.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+/**
+ * Builds a full CRL for each CA when there is none or the current one is within a quarter of its
+ * life of nextUpdate, and a delta CRL on the same rule for the issuing CAs.
+ */
+export async function refreshCrls(authority: Authority, now = Date.now()): Promise<void> {
+  for (const ca of ['root', 'sign', 'auth'] as CaId[]) {
+    for (const kind of ca === 'root' ? (['full'] as const) : (['full', 'delta'] as const)) {
+      const cur = await authority.currentCrlInfo(ca, kind);
+      const stale = !cur || now > cur.next_update - (cur.next_update - cur.this_update) / 4;
+      if (stale) await authority.generateCrl(ca, { delta: kind === 'delta' });
+    }
+  }
+}
+
+function hostForUrl(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}

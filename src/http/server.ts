@@ -1,0 +1,467 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { type Authority, AuthorityError } from '../authority/authority.ts';
+import { type RevocationReason, ReasonError, reasonName, revocationReasons } from '../authority/reasons.ts';
+import { BasicFactsError, parseSex } from '../core/basic-facts.ts';
+import { CsrError } from '../core/csr.ts';
+import { encodePem } from '../core/pem.ts';
+import { type CaId, ProfileError } from '../core/profiles.ts';
+import { SerialFormatError } from '../core/serial.ts';
+import { UnknownCertificateError } from '../store/certificates.ts';
+
+export interface ServerOptions {
+  authority: Authority;
+  /** Bearer token of operators (issuance, revocation, CRL generation). */
+  operatorToken: string;
+  logger?: boolean | object;
+}
+
+/** OCSP requests are small; RFC 5019 clients send one CertID. Anything bigger is refused before parsing. */
+export const MAX_OCSP_REQUEST_BYTES = 4096;
+const MAX_API_BODY_BYTES = 64 * 1024;
+
+const CA_FILES: Record<string, { id: 'root' | 'sign' | 'auth' | 'sign-ocsp' | 'auth-ocsp'; pem: boolean }> = {};
+for (const id of ['root', 'sign', 'auth', 'sign-ocsp', 'auth-ocsp'] as const) {
+  CA_FILES[`${id}.der`] = { id, pem: false };
+  CA_FILES[`${id}.crt`] = { id, pem: false };
+  CA_FILES[`${id}.pem`] = { id, pem: true };
+}
+
+const CRL_FILES: Record<string, { ca: CaId; kind: 'full' | 'delta' }> = {};
+for (const ca of ['root', 'sign', 'auth'] as const) {
+  CRL_FILES[`${ca}.crl`] = { ca, kind: 'full' };
+  CRL_FILES[`${ca}-delta.crl`] = { ca, kind: 'delta' };
+}
+
+const errorSchema = {
+  type: 'object',
+  properties: { error: { type: 'string' }, message: { type: 'string' } },
+  required: ['error', 'message'],
+} as const;
+
+const certificateSchema = {
+  type: 'object',
+  properties: {
+    serial: { type: 'string' },
+    kind: { type: 'string' },
+    subject: { type: 'string' },
+    notBefore: { type: 'string', format: 'date-time' },
+    notAfter: { type: 'string', format: 'date-time' },
+    pem: { type: 'string' },
+    status: { type: 'string', enum: ['valid', 'revoked', 'expired'] },
+    revocation: {
+      type: 'object',
+      nullable: true,
+      properties: { reason: { type: 'string' }, revokedAt: { type: 'string', format: 'date-time' } },
+    },
+  },
+} as const;
+
+/**
+ * The authority's HTTP face: the public publication points (CA certificates, CRLs, OCSP) and the
+ * operators' API. Every route has a JSON schema; OpenAPI is at /docs.
+ */
+export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const { authority } = opts;
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: MAX_API_BODY_BYTES,
+    disableRequestLogging: false,
+  });
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const httpDuration = new Histogram({
+    name: 'jpki_http_request_duration_seconds',
+    help: 'HTTP request duration',
+    labelNames: ['route', 'method', 'status'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2],
+    registers: [registry],
+  });
+  const ocspAnswers = new Counter({
+    name: 'jpki_ocsp_responses_total',
+    help: 'OCSP responses by response status',
+    labelNames: ['status', 'method'],
+    registers: [registry],
+  });
+  const issued = new Counter({
+    name: 'jpki_certificates_issued_total',
+    help: 'Certificates issued',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const revoked = new Counter({
+    name: 'jpki_certificates_revoked_total',
+    help: 'Revocations recorded',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    httpDuration.observe(
+      { route: req.routeOptions.url ?? 'unknown', method: req.method, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'open-jpki authority',
+        version: '0.1.0',
+        description: 'Public certification service for individuals: publication points and operator API',
+      },
+      components: {
+        securitySchemes: { operator: { type: 'http', scheme: 'bearer' } },
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  // OCSP requests arrive as raw DER.
+  app.addContentTypeParser(
+    'application/ocsp-request',
+    { parseAs: 'buffer', bodyLimit: MAX_OCSP_REQUEST_BYTES },
+    (_req, body, done) => done(null, body),
+  );
+
+  app.setErrorHandler((err, req, reply) => {
+    const e = err as Error & { statusCode?: number; code?: string; validation?: unknown };
+    const status = clientStatus(e);
+    if (status >= 500) req.log.error({ err: e }, 'request failed');
+    const name = status === 413 ? 'PayloadTooLarge' : status >= 500 ? 'InternalError' : e.name || 'BadRequest';
+    const message = status >= 500 ? 'internal error' : e.message;
+    if (req.url.startsWith('/ocsp')) {
+      // OCSP clients expect an OCSP response even for errors they caused.
+      return reply.code(status >= 500 ? 500 : 400).type('application/ocsp-response').send(Buffer.from([0x30, 0x03, 0x0a, 0x01, status >= 500 ? 2 : 1]));
+    }
+    return reply.code(status).send({ error: name, message });
+  });
+
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        description: 'Liveness and store reachability',
+        response: { 200: { type: 'object', properties: { status: { type: 'string' }, store: { type: 'string' } } } },
+      },
+    },
+    async () => {
+      await authority.ping();
+      return { status: 'ok', store: authority.store.dialect };
+    },
+  );
+
+  app.get('/metrics', { schema: { description: 'Prometheus metrics', hide: true } }, async (_req, reply) => {
+    reply.type(registry.contentType);
+    return registry.metrics();
+  });
+
+  app.get<{ Params: { file: string } }>(
+    '/ca/:file',
+    {
+      schema: {
+        description: 'CA certificates (the CA issuers URLs of AIA): root, sign, auth, sign-ocsp, auth-ocsp as .der/.crt or .pem',
+        params: { type: 'object', properties: { file: { type: 'string', maxLength: 32 } }, required: ['file'] },
+      },
+    },
+    async (req, reply) => {
+      const f = CA_FILES[req.params.file];
+      if (!f) return reply.code(404).send({ error: 'NotFound', message: `no CA certificate ${req.params.file}` });
+      const der = authority.certificate(f.id);
+      reply.header('cache-control', 'public, max-age=86400');
+      reply.header('etag', `"${createHash('sha256').update(der).digest('hex').slice(0, 32)}"`);
+      if (f.pem) return reply.type('application/x-pem-file').send(encodePem('CERTIFICATE', der));
+      return reply.type('application/pkix-cert').send(der);
+    },
+  );
+
+  app.get<{ Params: { file: string } }>(
+    '/crl/:file',
+    {
+      schema: {
+        description: 'The latest full or delta CRL of a CA (DER), e.g. sign.crl, sign-delta.crl',
+        params: { type: 'object', properties: { file: { type: 'string', maxLength: 32 } }, required: ['file'] },
+      },
+    },
+    async (req, reply) => {
+      const f = CRL_FILES[req.params.file];
+      if (!f) return reply.code(404).send({ error: 'NotFound', message: `no CRL ${req.params.file}` });
+      const crl = await authority.currentCrl(f.ca, f.kind);
+      if (!crl) return reply.code(404).send({ error: 'NotFound', message: `no ${f.kind} CRL of ${f.ca} has been built yet` });
+      const etag = `"${crl.sha256}"`;
+      const maxAge = Math.max(0, Math.floor((crl.next_update - Date.now()) / 1000));
+      reply.header('etag', etag);
+      reply.header('last-modified', new Date(crl.this_update).toUTCString());
+      reply.header('expires', new Date(crl.next_update).toUTCString());
+      reply.header('cache-control', `public, max-age=${maxAge}, no-transform, must-revalidate`);
+      const inm = req.headers['if-none-match'];
+      if (inm && inm.split(',').some((t) => t.trim() === etag)) return reply.code(304).send();
+      return reply.type('application/pkix-crl').send(crl.der);
+    },
+  );
+
+  async function answerOcsp(der: Buffer, method: 'GET' | 'POST', reply: FastifyReply) {
+    const ans = await authority.ocsp(der);
+    ocspAnswers.inc({ status: ans.status, method });
+    reply.type('application/ocsp-response');
+    if (method === 'GET' && ans.cacheable && ans.producedAt && ans.nextUpdate) {
+      const maxAge = Math.max(
+        0,
+        Math.min(authority.config.ocsp.httpMaxAgeSeconds, Math.floor((ans.nextUpdate.getTime() - Date.now()) / 1000)),
+      );
+      reply.header('cache-control', `public, max-age=${maxAge}, no-transform, must-revalidate`);
+      reply.header('last-modified', ans.producedAt.toUTCString());
+      reply.header('expires', ans.nextUpdate.toUTCString());
+      reply.header('etag', `"${createHash('sha1').update(ans.der).digest('hex')}"`);
+    } else {
+      reply.header('cache-control', 'no-store');
+    }
+    return reply.send(ans.der);
+  }
+
+  app.post(
+    '/ocsp',
+    {
+      schema: {
+        description: 'OCSP (RFC 6960) over POST: body is a DER OCSPRequest, Content-Type application/ocsp-request',
+        consumes: ['application/ocsp-request'],
+      },
+    },
+    async (req, reply) => {
+      if (!Buffer.isBuffer(req.body))
+        return reply.code(415).type('application/ocsp-response').send(Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x01]));
+      return answerOcsp(req.body, 'POST', reply);
+    },
+  );
+
+  app.get<{ Params: { '*': string } }>(
+    '/ocsp/*',
+    {
+      schema: {
+        description: 'OCSP over GET (RFC 5019): /ocsp/{url-encoded base64 of the DER OCSPRequest}',
+      },
+    },
+    async (req, reply) => {
+      const raw = req.params['*'];
+      let b64: string;
+      try {
+        b64 = decodeURIComponent(raw);
+      } catch {
+        b64 = '';
+      }
+      const der = /^[A-Za-z0-9+/=_-]+$/.test(b64) && b64.length <= (MAX_OCSP_REQUEST_BYTES * 4) / 3 + 4 ? Buffer.from(b64, 'base64') : Buffer.alloc(0);
+      return answerOcsp(der, 'GET', reply);
+    },
+  );
+
+  // ---- operators' API ----
+  const expected = Buffer.from(opts.operatorToken);
+  async function operator(req: FastifyRequest, reply: FastifyReply) {
+    const h = req.headers.authorization ?? '';
+    const m = /^Bearer (.+)$/.exec(h);
+    if (!m) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'operator token required' });
+    const given = Buffer.from(m[1]!);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+      return reply.code(403).send({ error: 'Forbidden', message: 'invalid operator token' });
+  }
+
+  const security = [{ operator: [] }];
+
+  app.post<{
+    Body: {
+      kind: 'sign' | 'auth';
+      csr: string;
+      facts?: { name: string; dateOfBirth: string | null; sex: string; address: string };
+      counterId?: string;
+    };
+  }>(
+    '/api/v1/certificates',
+    {
+      preHandler: operator,
+      schema: {
+        description: 'Issue a certificate from a PKCS#10 request (PEM)',
+        security,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['kind', 'csr'],
+          properties: {
+            kind: { type: 'string', enum: ['sign', 'auth'] },
+            csr: { type: 'string', maxLength: 32768 },
+            counterId: { type: 'string', pattern: '^[A-Za-z0-9]{1,10}$' },
+            facts: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['name', 'dateOfBirth', 'sex', 'address'],
+              properties: {
+                name: { type: 'string', minLength: 1, maxLength: 200 },
+                dateOfBirth: { type: ['string', 'null'], pattern: '^\\d{4}-\\d{2}-\\d{2}$' },
+                sex: { type: 'string', enum: ['M', 'F', 'U', 'male', 'female', 'unknown'] },
+                address: { type: 'string', minLength: 1, maxLength: 400 },
+              },
+            },
+          },
+        },
+        response: { 201: certificateSchema, 400: errorSchema, 401: errorSchema, 403: errorSchema },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      if (b.kind === 'sign' && !b.facts)
+        return reply.code(400).send({ error: 'BadRequest', message: 'a signature certificate needs facts' });
+      if (b.kind === 'auth' && b.facts)
+        return reply.code(400).send({ error: 'BadRequest', message: 'an authentication certificate carries no personal data' });
+      const cert = await authority.issue({
+        kind: b.kind,
+        csr: b.csr,
+        counterId: b.counterId,
+        facts: b.facts ? { ...b.facts, sex: parseSex(b.facts.sex) } : undefined,
+      });
+      issued.inc({ kind: b.kind });
+      return reply.code(201).send({
+        serial: cert.serial,
+        kind: cert.kind,
+        subject: cert.subject,
+        notBefore: cert.notBefore.toISOString(),
+        notAfter: cert.notAfter.toISOString(),
+        pem: cert.pem,
+        status: 'valid',
+        revocation: null,
+      });
+    },
+  );
+
+  app.get<{ Params: { serial: string } }>(
+    '/api/v1/certificates/:serial',
+    {
+      preHandler: operator,
+      schema: {
+        description: 'A certificate and its status',
+        security,
+        params: { type: 'object', properties: { serial: { type: 'string', maxLength: 64 } }, required: ['serial'] },
+        response: { 200: certificateSchema, 404: errorSchema },
+      },
+    },
+    async (req, reply) => {
+      const row = await authority.findCertificate(req.params.serial);
+      if (!row) return reply.code(404).send({ error: 'NotFound', message: 'no such certificate' });
+      const rev = await authority.findRevocation(row.serial);
+      return {
+        serial: row.serial,
+        kind: row.profile,
+        subject: row.subject,
+        notBefore: new Date(row.not_before).toISOString(),
+        notAfter: new Date(row.not_after).toISOString(),
+        pem: encodePem('CERTIFICATE', row.der),
+        status: rev ? 'revoked' : row.not_after < Date.now() ? 'expired' : 'valid',
+        revocation: rev ? { reason: reasonName(rev.reason), revokedAt: new Date(rev.revoked_at).toISOString() } : null,
+      };
+    },
+  );
+
+  app.post<{ Params: { serial: string }; Body: { reason?: RevocationReason; revokedAt?: string } }>(
+    '/api/v1/certificates/:serial/revocation',
+    {
+      preHandler: operator,
+      schema: {
+        description: 'Revoke a certificate. Revoking again keeps the first record (created: false).',
+        security,
+        params: { type: 'object', properties: { serial: { type: 'string', maxLength: 64 } }, required: ['serial'] },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            reason: { type: 'string', enum: [...revocationReasons()] },
+            revokedAt: { type: 'string', format: 'date-time' },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              serial: { type: 'string' },
+              reason: { type: 'string' },
+              revokedAt: { type: 'string', format: 'date-time' },
+              created: { type: 'boolean' },
+            },
+          },
+          404: errorSchema,
+        },
+      },
+    },
+    async (req) => {
+      const body = req.body ?? {};
+      const r = await authority.revoke(
+        req.params.serial,
+        body.reason ?? 'unspecified',
+        body.revokedAt ? new Date(body.revokedAt) : undefined,
+      );
+      if (r.created) revoked.inc({ reason: body.reason ?? 'unspecified' });
+      return {
+        serial: r.revocation.serial,
+        reason: reasonName(r.revocation.reason),
+        revokedAt: new Date(r.revocation.revoked_at).toISOString(),
+        created: r.created,
+      };
+    },
+  );
+
+  app.post<{ Params: { ca: CaId }; Body: { delta?: boolean } }>(
+    '/api/v1/crls/:ca',
+    {
+      preHandler: operator,
+      schema: {
+        description: 'Build and publish a new full or delta CRL now',
+        security,
+        params: { type: 'object', properties: { ca: { type: 'string', enum: ['root', 'sign', 'auth'] } }, required: ['ca'] },
+        body: { type: 'object', additionalProperties: false, properties: { delta: { type: 'boolean' } } },
+        response: {
+          201: {
+            type: 'object',
+            properties: {
+              ca: { type: 'string' },
+              number: { type: 'integer' },
+              kind: { type: 'string' },
+              entries: { type: 'integer' },
+              thisUpdate: { type: 'string', format: 'date-time' },
+              nextUpdate: { type: 'string', format: 'date-time' },
+            },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const r = await authority.generateCrl(req.params.ca, { delta: !!req.body?.delta });
+      return reply.code(201).send({
+        ca: r.ca,
+        number: r.number,
+        kind: r.kind,
+        entries: r.entries,
+        thisUpdate: r.thisUpdate.toISOString(),
+        nextUpdate: r.nextUpdate.toISOString(),
+      });
+    },
+  );
+
+  return app;
+}
+
+function clientStatus(e: Error & { statusCode?: number; validation?: unknown }): number {
+  if (e instanceof UnknownCertificateError) return 404;
+  if (
+    e instanceof CsrError ||
+    e instanceof BasicFactsError ||
+    e instanceof ProfileError ||
+    e instanceof SerialFormatError ||
+    e instanceof ReasonError ||
+    e instanceof AuthorityError
+  )
+    return 400;
+  if (e.validation) return 400;
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return e.statusCode;
+  return 500;
+}

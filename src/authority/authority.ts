@@ -44,6 +44,7 @@ import {
   insertCrl,
   latestCrl,
   maxRevocationId,
+  nextCrlNumber,
   revoke as revokeInStore,
   streamRevocations,
 } from '../store/certificates.ts';
@@ -183,7 +184,8 @@ export class Authority {
     const env = opts.env ?? process.env;
     const dir = opts.dataDir;
     const paths = dataPaths(dir);
-    if (existsSync(paths.config)) throw new AuthorityError(`an authority already exists in ${dir}; refusing to overwrite it`);
+    if (existsSync(paths.config))
+      throw new AuthorityError(`an authority already exists in ${dir}; refusing to overwrite it`);
     if (existsSync(paths.keys) && readdirSync(paths.keys).length > 0)
       throw new AuthorityError(`${paths.keys} already holds keys; refusing to overwrite them`);
     mkdirSync(paths.certs, { recursive: true });
@@ -212,12 +214,19 @@ export class Authority {
     try {
       for (const id of CA_CERTIFICATE_IDS)
         if (await keys.has(keyLabel(id)))
-          throw new AuthorityError(`the key store already holds a key labelled ${keyLabel(id)}; refusing to overwrite it`);
+          throw new AuthorityError(
+            `the key store already holds a key labelled ${keyLabel(id)}; refusing to overwrite it`,
+          );
       const notBefore = truncateToSecond(opts.now ?? new Date());
       const gen = (id: CaCertificateId) => keys.generate(keyLabel(id), config.algorithm);
 
       const rootKey = await gen('root');
-      const rootDer = await issueWith(rootKey, rootCaTemplate(rootKey.publicKeySpki, notBefore, config.validity.rootYears), null, rootKey.publicKeySpki);
+      const rootDer = await issueWith(
+        rootKey,
+        rootCaTemplate(rootKey.publicKeySpki, notBefore, config.validity.rootYears),
+        null,
+        rootKey.publicKeySpki,
+      );
       const rootInfo = { name: certificateParts(rootDer).subject, spki: rootKey.publicKeySpki };
       writeCert(paths.cert('root'), rootDer);
 
@@ -247,7 +256,10 @@ export class Authority {
         );
         writeCert(paths.cert(`${ca}-ocsp`), ocspDer);
       }
-      writeFileSync(paths.operatorTokenFile, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+      writeFileSync(paths.operatorTokenFile, `${randomBytes(32).toString('base64url')}\n`, {
+        mode: 0o600,
+        flag: 'wx',
+      });
       // Written last: its presence means the authority is complete.
       writeFileSync(paths.config, `${JSON.stringify(config, null, 2)}\n`, { flag: 'wx' });
     } finally {
@@ -324,7 +336,8 @@ export class Authority {
     const { spki } = verifyCsr(req.csr);
     const facts = req.kind === 'sign' && req.facts ? normaliseBasicFacts(req.facts, this.now()) : req.facts;
     const counterId = (req.counterId ?? '0000').toUpperCase();
-    if (!/^[A-Z0-9]{1,10}$/.test(counterId)) throw new AuthorityError('the counter id must be 1-10 letters or digits');
+    if (!/^[A-Z0-9]{1,10}$/.test(counterId))
+      throw new AuthorityError('the counter id must be 1-10 letters or digits');
     const ca = this.issuing[req.kind];
     const u = urls(this.config.baseUrl);
     const years = req.kind === 'sign' ? this.config.validity.signYears : this.config.validity.authYears;
@@ -351,7 +364,9 @@ export class Authority {
         },
       );
       if (template.validity.notAfter > certificateNotAfter(ca.certDer))
-        throw new AuthorityError(`the ${req.kind} CA certificate expires before the certificate would; renew the CA`);
+        throw new AuthorityError(
+          `the ${req.kind} CA certificate expires before the certificate would; renew the CA`,
+        );
       const der = await signCertificate(ca.signer, {
         serial,
         issuer: ca.info.name,
@@ -412,7 +427,8 @@ export class Authority {
   async revoke(serial: string, reason: RevocationReason, revokedAt?: Date) {
     const now = this.now();
     const at = revokedAt ?? now;
-    if (at.getTime() > now.getTime() + 60_000) throw new AuthorityError('the revocation time is in the future');
+    if (at.getTime() > now.getTime() + 60_000)
+      throw new AuthorityError('the revocation time is in the future');
     const result = await revokeInStore(this.store.db, {
       serial: canonicalSerial(serial),
       reason: reasonCode(reason),
@@ -435,8 +451,7 @@ export class Authority {
       const db = this.store.db;
       const base = opts.delta ? await latestCrl(db, ca, 'full') : undefined;
       if (opts.delta && !base) throw new AuthorityError(`no full CRL of ${ca} yet to base a delta CRL on`);
-      const latest = Math.max((await latestCrl(db, ca, 'full'))?.number ?? 0, (await latestCrl(db, ca, 'delta'))?.number ?? 0);
-      const number = latest + 1;
+      const number = await nextCrlNumber(db, ca);
       const maxId = await maxRevocationId(db, ca);
       const hours = opts.delta ? this.config.crl.deltaHours : this.config.crl.fullHours;
       const nextUpdate = new Date(thisUpdate.getTime() + hours * 3600_000);
@@ -444,11 +459,11 @@ export class Authority {
       const rows = streamRevocations(db, {
         ca,
         afterId: base ? base.max_revocation_id : 0,
+        throughId: maxId,
         notAfterFrom: thisUpdate.getTime(),
       });
       async function* upTo() {
         for await (const r of rows) {
-          if (r.id > maxId) break;
           entries++;
           yield { serial: Buffer.from(r.serial, 'hex'), revokedAt: new Date(r.revokedAt), reason: r.reason };
         }
@@ -521,12 +536,16 @@ export class Authority {
     try {
       req = parseOcspRequest(requestDer);
     } catch (e) {
-      if (e instanceof OcspRequestError) return { der: errorResponse('malformedRequest'), cacheable: false, status: 'malformedRequest' };
+      if (e instanceof OcspRequestError)
+        return { der: errorResponse('malformedRequest'), cacheable: false, status: 'malformedRequest' };
       throw e;
     }
-    const cas = req.certIds.map((id) => (['sign', 'auth'] as const).find((c) => matchesIssuer(id, this.issuing[c].hashes)));
+    const cas = req.certIds.map((id) =>
+      (['sign', 'auth'] as const).find((c) => matchesIssuer(id, this.issuing[c].hashes)),
+    );
     const ca = cas[0];
-    if (!ca || cas.some((c) => c !== ca)) return { der: errorResponse('unauthorized'), cacheable: false, status: 'unauthorized' };
+    if (!ca || cas.some((c) => c !== ca))
+      return { der: errorResponse('unauthorized'), cacheable: false, status: 'unauthorized' };
     const issuing = this.issuing[ca];
     const now = this.now();
     const nowMs = now.getTime();
@@ -547,8 +566,18 @@ export class Authority {
     const statusKey = statuses.map(statusKeyOf).join('|');
     if (single) {
       const hit = this.ocspCache.get(cacheKey);
-      if (hit && hit.statusKey === statusKey && nowMs - hit.producedAt < this.config.ocsp.refreshMinutes * 60_000)
-        return { der: hit.der, cacheable: true, producedAt: new Date(hit.producedAt), nextUpdate: new Date(hit.nextUpdate), status: 'successful' };
+      if (
+        hit &&
+        hit.statusKey === statusKey &&
+        nowMs - hit.producedAt < this.config.ocsp.refreshMinutes * 60_000
+      )
+        return {
+          der: hit.der,
+          cacheable: true,
+          producedAt: new Date(hit.producedAt),
+          nextUpdate: new Date(hit.nextUpdate),
+          status: 'successful',
+        };
     }
     const producedAt = truncateToSecond(now);
     const nextUpdate = new Date(producedAt.getTime() + this.config.ocsp.validityMinutes * 60_000);
@@ -559,7 +588,12 @@ export class Authority {
     );
     if (single) {
       if (this.ocspCache.size >= OCSP_CACHE_LIMIT) this.ocspCache.delete(this.ocspCache.keys().next().value!);
-      this.ocspCache.set(cacheKey, { der, statusKey, producedAt: producedAt.getTime(), nextUpdate: nextUpdate.getTime() });
+      this.ocspCache.set(cacheKey, {
+        der,
+        statusKey,
+        producedAt: producedAt.getTime(),
+        nextUpdate: nextUpdate.getTime(),
+      });
     }
     return { der, cacheable: !req.nonce, producedAt, nextUpdate, status: 'successful' };
   }
@@ -569,7 +603,12 @@ function statusKeyOf(s: CertStatus): string {
   return s.status === 'revoked' ? `r${s.revokedAt.getTime()}:${s.reason ?? 0}` : s.status;
 }
 
-async function issueWith(signer: Signer, t: CertificateTemplate, issuer: IssuerInfo | null, spki: Buffer): Promise<Buffer> {
+async function issueWith(
+  signer: Signer,
+  t: CertificateTemplate,
+  issuer: IssuerInfo | null,
+  spki: Buffer,
+): Promise<Buffer> {
   return signCertificate(signer, {
     serial: newSerial(),
     issuer: issuer ? issuer.name : t.subject,
@@ -608,5 +647,8 @@ function certificateNotAfter(der: Buffer): Date {
  */
 function issuanceId(at: Date, counterId: string, serial: Buffer): string {
   const jst = new Date(at.getTime() + 9 * 3600_000).toISOString().replace(/\D/g, '').slice(0, 14);
-  return `${jst}${counterId}${serial.subarray(serial[0] === 0 ? 1 : 0, 6).toString('hex').toUpperCase()}`;
+  return `${jst}${counterId}${serial
+    .subarray(serial[0] === 0 ? 1 : 0, 6)
+    .toString('hex')
+    .toUpperCase()}`;
 }

@@ -51,7 +51,13 @@ export function dataPaths(dir: string) {
 
 /** The certificates an authority holds: three CAs and two delegated OCSP signers. */
 export type CaCertificateId = CaId | 'sign-ocsp' | 'auth-ocsp';
-export const CA_CERTIFICATE_IDS: readonly CaCertificateId[] = ['root', 'sign', 'auth', 'sign-ocsp', 'auth-ocsp'];
+export const CA_CERTIFICATE_IDS: readonly CaCertificateId[] = [
+  'root',
+  'sign',
+  'auth',
+  'sign-ocsp',
+  'auth-ocsp',
+];
 
 /** Key labels, the same in a software key store and on a PKCS#11 token. */
 export const keyLabel = (id: CaCertificateId): string => `jpki-${id}`;

@@ -9,7 +9,11 @@ import { ConfigError, dataPaths, type KeyStoreConfig } from './config.ts';
  * JPKI_KEY_PASSPHRASE or JPKI_KEY_PASSPHRASE_FILE; for a development authority created without
  * either, `jpki init` leaves a generated passphrase in DATA/secrets (and says so).
  */
-export async function openKeyStore(dir: string, cfg: KeyStoreConfig, env: NodeJS.ProcessEnv): Promise<KeyStore> {
+export async function openKeyStore(
+  dir: string,
+  cfg: KeyStoreConfig,
+  env: NodeJS.ProcessEnv,
+): Promise<KeyStore> {
   const paths = dataPaths(dir);
   if (cfg.type === 'software') {
     const pass = resolvePassphrase(env, paths.passphraseFile);

@@ -34,24 +34,38 @@ program
   .description('create a new authority: root CA, signature and authentication issuing CAs, OCSP signers')
   .addOption(dataOption())
   .addOption(new Option('--algorithm <alg>', 'key algorithm').choices(KEY_ALGORITHMS).default('rsa-2048'))
-  .option('--base-url <url>', 'base URL written into certificates (CRL, OCSP, CA issuers)', 'http://127.0.0.1:8080')
+  .option(
+    '--base-url <url>',
+    'base URL written into certificates (CRL, OCSP, CA issuers)',
+    'http://127.0.0.1:8080',
+  )
   .option('--pkcs11-module <lib>', 'keep the CA keys on a PKCS#11 token through this module')
   .option('--token <label>', 'PKCS#11 token label (with --pkcs11-module)')
-  .action(async (o: { data: string; algorithm: KeyAlgorithm; baseUrl: string; pkcs11Module?: string; token?: string }) => {
-    if (o.pkcs11Module && !o.token) throw new Error('--pkcs11-module needs --token');
-    checkUrl(o.baseUrl);
-    const res = await Authority.init({
-      dataDir: resolve(o.data),
-      algorithm: o.algorithm,
-      baseUrl: o.baseUrl,
-      keyStore: o.pkcs11Module ? { type: 'pkcs11', module: o.pkcs11Module, tokenLabel: o.token! } : { type: 'software' },
-    });
-    process.stdout.write(`authority created in ${resolve(o.data)} (${res.config.algorithm})\n`);
-    if (res.generatedPassphraseFile)
-      process.stderr.write(
-        `note: no JPKI_KEY_PASSPHRASE given; keys are encrypted with a generated passphrase in ${res.generatedPassphraseFile}. Keep it elsewhere in production.\n`,
-      );
-  });
+  .action(
+    async (o: {
+      data: string;
+      algorithm: KeyAlgorithm;
+      baseUrl: string;
+      pkcs11Module?: string;
+      token?: string;
+    }) => {
+      if (o.pkcs11Module && !o.token) throw new Error('--pkcs11-module needs --token');
+      checkUrl(o.baseUrl);
+      const res = await Authority.init({
+        dataDir: resolve(o.data),
+        algorithm: o.algorithm,
+        baseUrl: o.baseUrl,
+        keyStore: o.pkcs11Module
+          ? { type: 'pkcs11', module: o.pkcs11Module, tokenLabel: o.token! }
+          : { type: 'software' },
+      });
+      process.stdout.write(`authority created in ${resolve(o.data)} (${res.config.algorithm})\n`);
+      if (res.generatedPassphraseFile)
+        process.stderr.write(
+          `note: no JPKI_KEY_PASSPHRASE given; keys are encrypted with a generated passphrase in ${res.generatedPassphraseFile}. Keep it elsewhere in production.\n`,
+        );
+    },
+  );
 
 const ca = program.command('ca').description('CA certificates');
 ca.command('show')
@@ -73,7 +87,11 @@ program
   .command('issue')
   .description('issue a certificate from a PKCS#10 request and print it as PEM')
   .addOption(dataOption())
-  .addOption(new Option('--kind <kind>', 'sign (signature) or auth (user authentication)').choices(['sign', 'auth']).makeOptionMandatory())
+  .addOption(
+    new Option('--kind <kind>', 'sign (signature) or auth (user authentication)')
+      .choices(['sign', 'auth'])
+      .makeOptionMandatory(),
+  )
   .requiredOption('--csr <file>', 'PKCS#10 request, PEM or DER')
   .option('--name <name>', 'family and given name (signature certificate)')
   .option('--birth <date>', 'date of birth YYYY-MM-DD (signature certificate)')
@@ -97,7 +115,9 @@ program
       if (o.kind === 'sign' && facts.some((f) => f === undefined))
         throw new Error('a signature certificate needs --name, --birth, --sex and --address');
       if (o.kind === 'auth' && facts.some((f) => f !== undefined))
-        throw new Error('an authentication certificate carries no personal data: drop --name/--birth/--sex/--address');
+        throw new Error(
+          'an authentication certificate carries no personal data: drop --name/--birth/--sex/--address',
+        );
       const csr = readInput(o.csr);
       const cert = await withAuthority(o.data, (a) =>
         a.issue({
@@ -121,7 +141,9 @@ program
   .description('revoke a certificate')
   .addOption(dataOption())
   .requiredOption('--serial <hex>', 'serial number in hex')
-  .addOption(new Option('--reason <reason>', 'RFC 5280 reason').choices(revocationReasons()).default('unspecified'))
+  .addOption(
+    new Option('--reason <reason>', 'RFC 5280 reason').choices(revocationReasons()).default('unspecified'),
+  )
   .option('--time <iso>', 'revocation time (default now)')
   .action(async (o: { data: string; serial: string; reason: string; time?: string }) => {
     const at = o.time ? new Date(o.time) : undefined;

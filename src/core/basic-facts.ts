@@ -84,7 +84,9 @@ export function normaliseBasicFacts(input: BasicFacts, today = new Date()): Basi
     const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(dateOfBirth);
     const d = m ? new Date(`${dateOfBirth}T00:00:00Z`) : null;
     if (!m || !d || Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== dateOfBirth)
-      throw new BasicFactsError(`the date of birth must be a real date YYYY-MM-DD, not "${input.dateOfBirth}"`);
+      throw new BasicFactsError(
+        `the date of birth must be a real date YYYY-MM-DD, not "${input.dateOfBirth}"`,
+      );
     if (d.getTime() > today.getTime()) throw new BasicFactsError('the date of birth is in the future');
     if (dateOfBirth < '1868-01-01') throw new BasicFactsError('the date of birth is before 1868');
   }

@@ -5,8 +5,8 @@ import {
   implicitConstructed,
   implicitPrimitive,
   integer,
-  oid,
   octetString,
+  oid,
   sequence,
   TRUE,
   tlv,
@@ -90,8 +90,14 @@ export const authorityKeyIdentifier = (keyId: Buffer): Buffer =>
 const uri = (u: string) => implicitPrimitive(6, Buffer.from(u, 'ascii'));
 
 /** DistributionPoint with a fullName of URIs and/or directoryNames. */
-export function distributionPoint(names: { uris?: readonly string[]; directoryNames?: readonly Buffer[] }): Buffer {
-  const generalNames = [...(names.uris ?? []).map(uri), ...(names.directoryNames ?? []).map((n) => explicit(4, n))];
+export function distributionPoint(names: {
+  uris?: readonly string[];
+  directoryNames?: readonly Buffer[];
+}): Buffer {
+  const generalNames = [
+    ...(names.uris ?? []).map(uri),
+    ...(names.directoryNames ?? []).map((n) => explicit(4, n)),
+  ];
   // DistributionPoint ::= SEQUENCE { distributionPoint [0] DistributionPointName } ; fullName [0] GeneralNames
   return sequence(explicit(0, implicitConstructed(0, ...generalNames)));
 }

@@ -34,7 +34,8 @@ const SIGNATURE_HASHES: Record<string, { hash: string; keyType: 'rsa' | 'ec' }> 
 export function verifyCsr(input: Uint8Array | string): VerifiedCsr {
   const der = typeof input === 'string' ? pemOrThrow(input) : Buffer.from(input);
   if (der.length === 0) throw new CsrError('the certificate request is empty');
-  if (der.length > MAX_CSR_BYTES) throw new CsrError(`the certificate request is larger than ${MAX_CSR_BYTES} bytes`);
+  if (der.length > MAX_CSR_BYTES)
+    throw new CsrError(`the certificate request is larger than ${MAX_CSR_BYTES} bytes`);
   let csr: CertificationRequest;
   let tbs: Buffer;
   let spki: Buffer;
@@ -52,7 +53,9 @@ export function verifyCsr(input: Uint8Array | string): VerifiedCsr {
   }
   const alg = SIGNATURE_HASHES[csr.signatureAlgorithm.algorithm];
   if (!alg)
-    throw new CsrError(`signature algorithm ${csr.signatureAlgorithm.algorithm} is not accepted (use SHA-256 or better)`);
+    throw new CsrError(
+      `signature algorithm ${csr.signatureAlgorithm.algorithm} is not accepted (use SHA-256 or better)`,
+    );
   const publicKey = checkSubjectKey(spki);
   if (publicKey.asymmetricKeyType !== alg.keyType)
     throw new CsrError('the request signature algorithm does not match its key');
@@ -87,10 +90,13 @@ export function checkSubjectKey(spki: Buffer): KeyObject {
     return key;
   }
   if (key.asymmetricKeyType === 'ec') {
-    if (d.namedCurve !== 'prime256v1') throw new CsrError(`EC curve ${d.namedCurve ?? '?'} is not allowed (P-256 only)`);
+    if (d.namedCurve !== 'prime256v1')
+      throw new CsrError(`EC curve ${d.namedCurve ?? '?'} is not allowed (P-256 only)`);
     return key;
   }
-  throw new CsrError(`key type ${key.asymmetricKeyType ?? 'unknown'} is not allowed (RSA-2048+ or ECDSA P-256)`);
+  throw new CsrError(
+    `key type ${key.asymmetricKeyType ?? 'unknown'} is not allowed (RSA-2048+ or ECDSA P-256)`,
+  );
 }
 
 function pemOrThrow(text: string): Buffer {

@@ -450,7 +450,6 @@ const ERROR_RESPONSES: Readonly<Record<OcspErrorStatus, Buffer>> = {
 
 /** An unsuccessful OCSPResponse (no responseBytes, unsigned). Returns a fresh copy of a constant. */
 export function errorResponse(status: OcspErrorStatus): Buffer {
-  const der = ERROR_RESPONSES[status];
-  if (!der) throw new RangeError(`unknown OCSP error status ${status}`);
-  return Buffer.from(der);
+  if (!Object.hasOwn(ERROR_RESPONSES, status)) throw new RangeError(`unknown OCSP error status ${status}`);
+  return Buffer.from(ERROR_RESPONSES[status]);
 }

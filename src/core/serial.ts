@@ -21,7 +21,8 @@ export class SerialFormatError extends Error {
  */
 export function canonicalSerial(input: string): string {
   const hex = input.trim().replace(/^0x/i, '').replace(/[:\s]/g, '').toLowerCase();
-  if (!/^[0-9a-f]+$/.test(hex) || hex.length > 42) throw new SerialFormatError(`not a serial number: "${input}"`);
+  if (!/^[0-9a-f]+$/.test(hex) || hex.length > 42)
+    throw new SerialFormatError(`not a serial number: "${input}"`);
   return integerContent(Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex')).toString('hex');
 }
 

@@ -5,7 +5,7 @@ import { DerError, readChildren, readTlv } from './der.ts';
 export function spkiKeyBits(spki: Uint8Array): Buffer {
   const outer = readTlv(spki, 0);
   const [, bits] = readChildren(spki, outer);
-  if (!bits || bits.tag !== 0x03) throw new DerError('SubjectPublicKeyInfo without a BIT STRING');
+  if (bits?.tag !== 0x03) throw new DerError('SubjectPublicKeyInfo without a BIT STRING');
   return Buffer.from(spki.subarray(bits.contentStart + 1, bits.end));
 }
 

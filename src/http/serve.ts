@@ -26,7 +26,8 @@ export async function serve(o: ServeOptions): Promise<void> {
   const operatorToken =
     process.env.JPKI_OPERATOR_TOKEN ??
     (existsSync(paths.operatorTokenFile) ? readFileSync(paths.operatorTokenFile, 'utf8').trim() : '');
-  if (operatorToken.length < 16) throw new Error('no operator token: set JPKI_OPERATOR_TOKEN (16+ characters)');
+  if (operatorToken.length < 16)
+    throw new Error('no operator token: set JPKI_OPERATOR_TOKEN (16+ characters)');
 
   await refreshCrls(authority);
   const timer = setInterval(() => {
@@ -34,7 +35,11 @@ export async function serve(o: ServeOptions): Promise<void> {
   }, 60_000);
   timer.unref();
 
-  const app = await buildServer({ authority, operatorToken, logger: { level: process.env.LOG_LEVEL ?? 'info' } });
+  const app = await buildServer({
+    authority,
+    operatorToken,
+    logger: { level: process.env.LOG_LEVEL ?? 'info' },
+  });
   await app.listen({ port: o.port, host: o.host });
   const base = `http://${hostForUrl(o.host)}:${o.port}`;
   process.stdout.write(

@@ -4,7 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import { type Authority, AuthorityError } from '../authority/authority.ts';
-import { type RevocationReason, ReasonError, reasonName, revocationReasons } from '../authority/reasons.ts';
+import { ReasonError, type RevocationReason, reasonName, revocationReasons } from '../authority/reasons.ts';
 import { BasicFactsError, parseSex } from '../core/basic-facts.ts';
 import { CsrError } from '../core/csr.ts';
 import { encodePem } from '../core/pem.ts';
@@ -23,7 +23,8 @@ export interface ServerOptions {
 export const MAX_OCSP_REQUEST_BYTES = 4096;
 const MAX_API_BODY_BYTES = 64 * 1024;
 
-const CA_FILES: Record<string, { id: 'root' | 'sign' | 'auth' | 'sign-ocsp' | 'auth-ocsp'; pem: boolean }> = {};
+const CA_FILES: Record<string, { id: 'root' | 'sign' | 'auth' | 'sign-ocsp' | 'auth-ocsp'; pem: boolean }> =
+  {};
 for (const id of ['root', 'sign', 'auth', 'sign-ocsp', 'auth-ocsp'] as const) {
   CA_FILES[`${id}.der`] = { id, pem: false };
   CA_FILES[`${id}.crt`] = { id, pem: false };
@@ -132,11 +133,15 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const e = err as Error & { statusCode?: number; code?: string; validation?: unknown };
     const status = clientStatus(e);
     if (status >= 500) req.log.error({ err: e }, 'request failed');
-    const name = status === 413 ? 'PayloadTooLarge' : status >= 500 ? 'InternalError' : e.name || 'BadRequest';
+    const name =
+      status === 413 ? 'PayloadTooLarge' : status >= 500 ? 'InternalError' : e.name || 'BadRequest';
     const message = status >= 500 ? 'internal error' : e.message;
     if (req.url.startsWith('/ocsp')) {
       // OCSP clients expect an OCSP response even for errors they caused.
-      return reply.code(status >= 500 ? 500 : 400).type('application/ocsp-response').send(Buffer.from([0x30, 0x03, 0x0a, 0x01, status >= 500 ? 2 : 1]));
+      return reply
+        .code(status >= 500 ? 500 : 400)
+        .type('application/ocsp-response')
+        .send(Buffer.from([0x30, 0x03, 0x0a, 0x01, status >= 500 ? 2 : 1]));
     }
     return reply.code(status).send({ error: name, message });
   });
@@ -146,7 +151,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     {
       schema: {
         description: 'Liveness and store reachability',
-        response: { 200: { type: 'object', properties: { status: { type: 'string' }, store: { type: 'string' } } } },
+        response: {
+          200: { type: 'object', properties: { status: { type: 'string' }, store: { type: 'string' } } },
+        },
       },
     },
     async () => {
@@ -164,13 +171,19 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     '/ca/:file',
     {
       schema: {
-        description: 'CA certificates (the CA issuers URLs of AIA): root, sign, auth, sign-ocsp, auth-ocsp as .der/.crt or .pem',
-        params: { type: 'object', properties: { file: { type: 'string', maxLength: 32 } }, required: ['file'] },
+        description:
+          'CA certificates (the CA issuers URLs of AIA): root, sign, auth, sign-ocsp, auth-ocsp as .der/.crt or .pem',
+        params: {
+          type: 'object',
+          properties: { file: { type: 'string', maxLength: 32 } },
+          required: ['file'],
+        },
       },
     },
     async (req, reply) => {
       const f = CA_FILES[req.params.file];
-      if (!f) return reply.code(404).send({ error: 'NotFound', message: `no CA certificate ${req.params.file}` });
+      if (!f)
+        return reply.code(404).send({ error: 'NotFound', message: `no CA certificate ${req.params.file}` });
       const der = authority.certificate(f.id);
       reply.header('cache-control', 'public, max-age=86400');
       reply.header('etag', `"${createHash('sha256').update(der).digest('hex').slice(0, 32)}"`);
@@ -184,14 +197,21 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     {
       schema: {
         description: 'The latest full or delta CRL of a CA (DER), e.g. sign.crl, sign-delta.crl',
-        params: { type: 'object', properties: { file: { type: 'string', maxLength: 32 } }, required: ['file'] },
+        params: {
+          type: 'object',
+          properties: { file: { type: 'string', maxLength: 32 } },
+          required: ['file'],
+        },
       },
     },
     async (req, reply) => {
       const f = CRL_FILES[req.params.file];
       if (!f) return reply.code(404).send({ error: 'NotFound', message: `no CRL ${req.params.file}` });
       const crl = await authority.currentCrl(f.ca, f.kind);
-      if (!crl) return reply.code(404).send({ error: 'NotFound', message: `no ${f.kind} CRL of ${f.ca} has been built yet` });
+      if (!crl)
+        return reply
+          .code(404)
+          .send({ error: 'NotFound', message: `no ${f.kind} CRL of ${f.ca} has been built yet` });
       const etag = `"${crl.sha256}"`;
       const maxAge = Math.max(0, Math.floor((crl.next_update - Date.now()) / 1000));
       reply.header('etag', etag);
@@ -199,7 +219,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       reply.header('expires', new Date(crl.next_update).toUTCString());
       reply.header('cache-control', `public, max-age=${maxAge}, no-transform, must-revalidate`);
       const inm = req.headers['if-none-match'];
-      if (inm && inm.split(',').some((t) => t.trim() === etag)) return reply.code(304).send();
+      if (inm?.split(',').some((t) => t.trim() === etag)) return reply.code(304).send();
       return reply.type('application/pkix-crl').send(crl.der);
     },
   );
@@ -211,7 +231,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     if (method === 'GET' && ans.cacheable && ans.producedAt && ans.nextUpdate) {
       const maxAge = Math.max(
         0,
-        Math.min(authority.config.ocsp.httpMaxAgeSeconds, Math.floor((ans.nextUpdate.getTime() - Date.now()) / 1000)),
+        Math.min(
+          authority.config.ocsp.httpMaxAgeSeconds,
+          Math.floor((ans.nextUpdate.getTime() - Date.now()) / 1000),
+        ),
       );
       reply.header('cache-control', `public, max-age=${maxAge}, no-transform, must-revalidate`);
       reply.header('last-modified', ans.producedAt.toUTCString());
@@ -227,13 +250,17 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     '/ocsp',
     {
       schema: {
-        description: 'OCSP (RFC 6960) over POST: body is a DER OCSPRequest, Content-Type application/ocsp-request',
+        description:
+          'OCSP (RFC 6960) over POST: body is a DER OCSPRequest, Content-Type application/ocsp-request',
         consumes: ['application/ocsp-request'],
       },
     },
     async (req, reply) => {
       if (!Buffer.isBuffer(req.body))
-        return reply.code(415).type('application/ocsp-response').send(Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x01]));
+        return reply
+          .code(415)
+          .type('application/ocsp-response')
+          .send(Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x01]));
       return answerOcsp(req.body, 'POST', reply);
     },
   );
@@ -253,7 +280,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       } catch {
         b64 = '';
       }
-      const der = /^[A-Za-z0-9+/=_-]+$/.test(b64) && b64.length <= (MAX_OCSP_REQUEST_BYTES * 4) / 3 + 4 ? Buffer.from(b64, 'base64') : Buffer.alloc(0);
+      const der =
+        /^[A-Za-z0-9+/=_-]+$/.test(b64) && b64.length <= (MAX_OCSP_REQUEST_BYTES * 4) / 3 + 4
+          ? Buffer.from(b64, 'base64')
+          : Buffer.alloc(0);
       return answerOcsp(der, 'GET', reply);
     },
   );
@@ -263,7 +293,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   async function operator(req: FastifyRequest, reply: FastifyReply) {
     const h = req.headers.authorization ?? '';
     const m = /^Bearer (.+)$/.exec(h);
-    if (!m) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'operator token required' });
+    if (!m)
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ error: 'Unauthorized', message: 'operator token required' });
     const given = Buffer.from(m[1]!);
     if (given.length !== expected.length || !timingSafeEqual(given, expected))
       return reply.code(403).send({ error: 'Forbidden', message: 'invalid operator token' });
@@ -314,7 +348,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       if (b.kind === 'sign' && !b.facts)
         return reply.code(400).send({ error: 'BadRequest', message: 'a signature certificate needs facts' });
       if (b.kind === 'auth' && b.facts)
-        return reply.code(400).send({ error: 'BadRequest', message: 'an authentication certificate carries no personal data' });
+        return reply
+          .code(400)
+          .send({ error: 'BadRequest', message: 'an authentication certificate carries no personal data' });
       const cert = await authority.issue({
         kind: b.kind,
         csr: b.csr,
@@ -342,7 +378,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       schema: {
         description: 'A certificate and its status',
         security,
-        params: { type: 'object', properties: { serial: { type: 'string', maxLength: 64 } }, required: ['serial'] },
+        params: {
+          type: 'object',
+          properties: { serial: { type: 'string', maxLength: 64 } },
+          required: ['serial'],
+        },
         response: { 200: certificateSchema, 404: errorSchema },
       },
     },
@@ -358,7 +398,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         notAfter: new Date(row.not_after).toISOString(),
         pem: encodePem('CERTIFICATE', row.der),
         status: rev ? 'revoked' : row.not_after < Date.now() ? 'expired' : 'valid',
-        revocation: rev ? { reason: reasonName(rev.reason), revokedAt: new Date(rev.revoked_at).toISOString() } : null,
+        revocation: rev
+          ? { reason: reasonName(rev.reason), revokedAt: new Date(rev.revoked_at).toISOString() }
+          : null,
       };
     },
   );
@@ -370,7 +412,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       schema: {
         description: 'Revoke a certificate. Revoking again keeps the first record (created: false).',
         security,
-        params: { type: 'object', properties: { serial: { type: 'string', maxLength: 64 } }, required: ['serial'] },
+        params: {
+          type: 'object',
+          properties: { serial: { type: 'string', maxLength: 64 } },
+          required: ['serial'],
+        },
         body: {
           type: 'object',
           additionalProperties: false,
@@ -417,7 +463,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       schema: {
         description: 'Build and publish a new full or delta CRL now',
         security,
-        params: { type: 'object', properties: { ca: { type: 'string', enum: ['root', 'sign', 'auth'] } }, required: ['ca'] },
+        params: {
+          type: 'object',
+          properties: { ca: { type: 'string', enum: ['root', 'sign', 'auth'] } },
+          required: ['ca'],
+        },
         body: { type: 'object', additionalProperties: false, properties: { delta: { type: 'boolean' } } },
         response: {
           201: {

@@ -136,7 +136,8 @@ export class SoftwareKeyStore implements KeyStore {
  */
 export function resolvePassphrase(env: NodeJS.ProcessEnv, fallbackFile?: string): string | undefined {
   if (env.JPKI_KEY_PASSPHRASE) return env.JPKI_KEY_PASSPHRASE;
-  const file = env.JPKI_KEY_PASSPHRASE_FILE ?? (fallbackFile && existsSync(fallbackFile) ? fallbackFile : undefined);
+  const file =
+    env.JPKI_KEY_PASSPHRASE_FILE ?? (fallbackFile && existsSync(fallbackFile) ? fallbackFile : undefined);
   if (file) return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
   return undefined;
 }

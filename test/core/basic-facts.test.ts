@@ -9,7 +9,12 @@ import {
   parseSex,
 } from '../../src/core/basic-facts.ts';
 
-const taro = { name: '山田 太郎', dateOfBirth: '1980-04-01', sex: 'male' as const, address: '東京都千代田区霞が関2丁目1番2号' };
+const taro = {
+  name: '山田 太郎',
+  dateOfBirth: '1980-04-01',
+  sex: 'male' as const,
+  address: '東京都千代田区霞が関2丁目1番2号',
+};
 
 describe('the four basic facts', () => {
   it('puts each era on the right side of its first day', () => {
@@ -68,7 +73,10 @@ describe('the four basic facts', () => {
     expect(localitiesOf('東京都千代田区霞が関2丁目')).toEqual({ prefecture: '東京都', city: '千代田区' });
     expect(localitiesOf('神奈川県横浜市中区山下町1')).toEqual({ prefecture: '神奈川県', city: '横浜市中区' });
     expect(localitiesOf('北海道札幌市北区北8条')).toEqual({ prefecture: '北海道', city: '札幌市北区' });
-    expect(localitiesOf('長野県北佐久郡軽井沢町大字軽井沢')).toEqual({ prefecture: '長野県', city: '北佐久郡軽井沢町' });
+    expect(localitiesOf('長野県北佐久郡軽井沢町大字軽井沢')).toEqual({
+      prefecture: '長野県',
+      city: '北佐久郡軽井沢町',
+    });
     expect(localitiesOf('Somewhere 1-2')).toEqual({});
   });
 

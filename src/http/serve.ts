@@ -51,7 +51,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       `  API docs:        ${base}/docs`,
       `  health/metrics:  ${base}/healthz  ${base}/metrics`,
       `  operator token:  ${process.env.JPKI_OPERATOR_TOKEN ? '(from JPKI_OPERATOR_TOKEN)' : paths.operatorTokenFile}`,
-      `  certificates name: ${authority.config.baseUrl}`,
+      `  URLs written into certificates start with ${authority.config.baseUrl}`,
       '',
     ].join('\n'),
   );

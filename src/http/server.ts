@@ -70,7 +70,6 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: MAX_API_BODY_BYTES,
-    disableRequestLogging: false,
   });
 
   const registry = new Registry();

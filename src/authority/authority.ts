@@ -456,7 +456,7 @@ export class Authority {
       const hours = opts.delta ? this.config.crl.deltaHours : this.config.crl.fullHours;
       const nextUpdate = new Date(thisUpdate.getTime() + hours * 3600_000);
       let entries = 0;
-      const rows = streamRevocations(db, {
+      const rows = streamRevocations(this.store.reader, {
         ca,
         afterId: base ? base.max_revocation_id : 0,
         throughId: maxId,

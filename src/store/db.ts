@@ -21,6 +21,13 @@ export interface OpenDatabaseOptions {
 
 export interface Store {
   db: Kysely<Database>;
+  /**
+   * For long reads (streaming a CRL's revocations). On SQLite a second, read-only connection:
+   * Kysely's SQLite driver has one connection, and a stream holding it would make every other
+   * query (OCSP lookups) wait until the CRL is built. WAL lets the two run side by side. On
+   * PostgreSQL the pool already gives the stream its own connection, so this is `db`.
+   */
+  reader: Kysely<Database>;
   dialect: Dialect;
   /** Closes the SQLite file or ends the PostgreSQL pool. Idempotent. */
   close(): Promise<void>;
@@ -36,22 +43,37 @@ export class MigrationError extends Error {
  */
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<Store> {
   if (opts.databaseUrl) return open('postgres', postgresDb(opts.databaseUrl));
-  if (opts.sqlitePath) return open('sqlite', sqliteDb(opts.sqlitePath));
+  const path = opts.sqlitePath;
+  if (path)
+    return open(
+      'sqlite',
+      sqliteDb(path),
+      path === ':memory:' ? undefined : () => sqliteDb(path, { readonly: true }),
+    );
   throw new TypeError('openDatabase: give sqlitePath or databaseUrl');
 }
 
-async function open(dialect: Dialect, db: Kysely<Database>): Promise<Store> {
+async function open(
+  dialect: Dialect,
+  db: Kysely<Database>,
+  openReader?: () => Kysely<Database>,
+): Promise<Store> {
   let closed: Promise<void> | undefined;
   const store: Store = {
     db,
+    reader: db,
     dialect,
     close: () => {
-      closed ??= db.destroy();
+      closed ??= Promise.all([db.destroy(), store.reader === db ? undefined : store.reader.destroy()]).then(
+        () => undefined,
+      );
       return closed;
     },
   };
   try {
     await migrate(store);
+    // The reader opens after migrations, so the file and its tables exist.
+    if (openReader) store.reader = openReader();
   } catch (err) {
     await store.close().catch(() => {});
     throw err;
@@ -70,14 +92,14 @@ async function migrate({ db, dialect }: Store): Promise<void> {
   }
 }
 
-function sqliteDb(path: string): Kysely<Database> {
+function sqliteDb(path: string, opts: { readonly?: boolean } = {}): Kysely<Database> {
   if (path !== ':memory:' && !path.startsWith('file:')) mkdirSync(dirname(path), { recursive: true });
-  const database = new SQLite(path);
+  const database = new SQLite(path, { readonly: !!opts.readonly });
   try {
     // WAL: readers never block the writer; NORMAL is durable across process crashes (an OS crash
     // or power loss can lose the last transactions, not corrupt the file).
-    database.pragma('journal_mode = WAL');
-    database.pragma('synchronous = NORMAL');
+    if (!opts.readonly) database.pragma('journal_mode = WAL');
+    if (!opts.readonly) database.pragma('synchronous = NORMAL');
     database.pragma('foreign_keys = ON');
     database.pragma('busy_timeout = 5000');
   } catch (err) {

@@ -56,7 +56,12 @@ describe.each(testStores())('interoperability with openssl (%s)', (backend) => {
       csr: (await import('node:fs')).readFileSync(csrPath, 'utf8'),
       facts:
         kind === 'sign'
-          ? { name: '佐藤 花子', dateOfBirth: '1990-12-03', sex: 'female', address: '大阪府大阪市北区中之島1丁目3番20号' }
+          ? {
+              name: '佐藤 花子',
+              dateOfBirth: '1990-12-03',
+              sex: 'female',
+              address: '大阪府大阪市北区中之島1丁目3番20号',
+            }
           : undefined,
     });
     writeFileSync(f(`${name}.pem`), cert.pem);
@@ -123,7 +128,16 @@ describe.each(testStores())('interoperability with openssl (%s)', (backend) => {
 
   it('openssl ocsp verifies our responder and sees good, then revoked with the reason', async () => {
     const cert = await issue('sign', 'ocspuser');
-    const args = ['-issuer', f('sign.pem'), '-cert', f('ocspuser.pem'), '-url', url, '-CAfile', f('root.pem')];
+    const args = [
+      '-issuer',
+      f('sign.pem'),
+      '-cert',
+      f('ocspuser.pem'),
+      '-url',
+      url,
+      '-CAfile',
+      f('root.pem'),
+    ];
     const good = await ocspClient(args);
     expect(good.output).toContain('Response verify OK');
     expect(good.output).toMatch(/ocspuser\.pem: good/);

@@ -52,7 +52,14 @@ describe.skipIf(!required && !softHsmAvailable())('authority with CA keys on a P
     writeFileSync(tmp.path('hsmuser.pem'), cert.pem);
     const text = openssl(['x509', '-in', tmp.path('root.pem'), '-noout', '-text']);
     expect(text.output).toContain('ecdsa-with-SHA256');
-    const r = openssl(['verify', '-CAfile', tmp.path('root.pem'), '-untrusted', tmp.path('auth.pem'), tmp.path('hsmuser.pem')]);
+    const r = openssl([
+      'verify',
+      '-CAfile',
+      tmp.path('root.pem'),
+      '-untrusted',
+      tmp.path('auth.pem'),
+      tmp.path('hsmuser.pem'),
+    ]);
     expect(r.output).toContain(': OK');
 
     // A CRL signed on the token
@@ -60,7 +67,16 @@ describe.skipIf(!required && !softHsmAvailable())('authority with CA keys on a P
     const crl = await authority.generateCrl('auth');
     const der = (await authority.currentCrl('auth', crl.kind))!.der;
     writeFileSync(tmp.path('auth.crl'), der);
-    const c = openssl(['crl', '-inform', 'DER', '-in', tmp.path('auth.crl'), '-noout', '-CAfile', tmp.path('auth.pem')]);
+    const c = openssl([
+      'crl',
+      '-inform',
+      'DER',
+      '-in',
+      tmp.path('auth.crl'),
+      '-noout',
+      '-CAfile',
+      tmp.path('auth.pem'),
+    ]);
     expect(c.output).toContain('verify OK');
 
     // An OCSP answer signed by the token's delegated responder key

@@ -46,6 +46,6 @@ forEachStore((current) => {
     expect(status).toMatchObject({ ca: 'sign', revocation: { reason: 1 } });
     const rest = [];
     for await (const r of { [Symbol.asyncIterator]: () => stream }) rest.push(r.serial);
-    expect([first.value.serial, ...rest]).toEqual(serials);
+    expect([(first.value as { serial: string }).serial, ...rest]).toEqual(serials);
   });
 });

@@ -57,6 +57,10 @@ export function verifyCsr(input: Uint8Array | string): VerifiedCsr {
       `signature algorithm ${csr.signatureAlgorithm.algorithm} is not accepted (use SHA-256 or better)`,
     );
   const publicKey = checkSubjectKey(spki);
+  // The SPKI is copied into the certificate byte for byte: it must be DER (OpenSSL also parses BER
+  // lengths and a missing RSA NULL, and the certificate would then not be DER).
+  if (!publicKey.export({ type: 'spki', format: 'der' }).equals(spki))
+    throw new CsrError('the public key in the request is not DER-encoded');
   if (publicKey.asymmetricKeyType !== alg.keyType)
     throw new CsrError('the request signature algorithm does not match its key');
   let ok = false;

@@ -9,6 +9,7 @@ import {
   crlDistributionPoints,
   distributionPoint,
   extendedKeyUsage,
+  extension,
   freshestCrl,
   issuerAltNameDirectory,
   keyUsage,
@@ -16,6 +17,7 @@ import {
   subjectAltName,
   subjectKeyIdentifier,
 } from './certificate.ts';
+import { oid, sequence } from './der.ts';
 import { encodeName, type NameAttribute } from './name.ts';
 import { OID } from './oids.ts';
 import { keyIdentifier } from './spki.ts';
@@ -150,6 +152,37 @@ export function ocspResponderTemplate(
       ocspNoCheck(),
       subjectKeyIdentifier(keyIdentifier(spki)),
       authorityKeyIdentifier(keyIdentifier(issuer.spki)),
+    ],
+    validity: { notBefore, notAfter: addYears(notBefore, years) },
+  };
+}
+
+/**
+ * The time-stamping authority (RFC 3161 2.3): keyUsage digitalSignature and nonRepudiation, and
+ * extKeyUsage id-kp-timeStamping alone and critical. `points` adds CRL distribution point and AIA.
+ */
+export function timeStampingTemplate(
+  spki: Buffer,
+  issuer: IssuerInfo,
+  notBefore: Date,
+  years: number,
+  points?: PublicationPoints,
+): CertificateTemplate {
+  const attrs: NameAttribute[] = [
+    ['C', 'JP'],
+    ['O', 'JPKI'],
+    ['OU', 'JPKI Time Stamping Authority'],
+    ['CN', 'TSA'],
+  ];
+  return {
+    subject: encodeName(attrs),
+    subjectDisplay: nameDisplay(attrs),
+    extensions: [
+      keyUsage(['digitalSignature', 'nonRepudiation']),
+      extension(OID.extKeyUsage, true, sequence(oid(OID.timeStamping))),
+      subjectKeyIdentifier(keyIdentifier(spki)),
+      authorityKeyIdentifier(keyIdentifier(issuer.spki)),
+      ...(points ? publication(points) : []),
     ],
     validity: { notBefore, notAfter: addYears(notBefore, years) },
   };

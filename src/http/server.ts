@@ -70,6 +70,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: MAX_API_BODY_BYTES,
+    // The schemas say additionalProperties: false; refuse unknown fields instead of dropping them silently.
+    ajv: { customOptions: { removeAdditional: false } },
   });
 
   const registry = new Registry();
@@ -121,6 +123,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
+  // The API takes JSON only: a text/plain body is refused with 415, not parsed as a string.
+  app.removeContentTypeParser('text/plain');
   // OCSP requests arrive as raw DER.
   app.addContentTypeParser(
     'application/ocsp-request',
@@ -132,13 +136,23 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     const e = err as Error & { statusCode?: number; code?: string; validation?: unknown };
     const status = clientStatus(e);
     if (status >= 500) req.log.error({ err: e }, 'request failed');
+    // Our own errors keep their names (CsrError, ...); Fastify's and ajv's generic ones get a status name.
+    const generic = !e.name || e.name === 'Error' || e.name === 'FastifyError' || !!e.validation;
     const name =
-      status === 413 ? 'PayloadTooLarge' : status >= 500 ? 'InternalError' : e.name || 'BadRequest';
+      status === 413
+        ? 'PayloadTooLarge'
+        : status === 415
+          ? 'UnsupportedMediaType'
+          : status >= 500
+            ? 'InternalError'
+            : generic
+              ? 'BadRequest'
+              : e.name;
     const message = status >= 500 ? 'internal error' : e.message;
     if (req.url.startsWith('/ocsp')) {
       // OCSP clients expect an OCSP response even for errors they caused.
       return reply
-        .code(status >= 500 ? 500 : 400)
+        .code(Math.min(status, 500))
         .type('application/ocsp-response')
         .send(Buffer.from([0x30, 0x03, 0x0a, 0x01, status >= 500 ? 2 : 1]));
     }
@@ -303,6 +317,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   }
 
   const security = [{ operator: [] }];
+  // Routes whose body is optional: a bare POST (curl -X POST) means {}.
+  const optionalBody = async (req: FastifyRequest) => {
+    req.body ??= {};
+  };
 
   app.post<{
     Body: {
@@ -314,7 +332,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   }>(
     '/api/v1/certificates',
     {
-      preHandler: operator,
+      onRequest: operator,
       schema: {
         description: 'Issue a certificate from a PKCS#10 request (PEM)',
         security,
@@ -373,7 +391,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.get<{ Params: { serial: string } }>(
     '/api/v1/certificates/:serial',
     {
-      preHandler: operator,
+      onRequest: operator,
       schema: {
         description: 'A certificate and its status',
         security,
@@ -407,7 +425,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.post<{ Params: { serial: string }; Body: { reason?: RevocationReason; revokedAt?: string } }>(
     '/api/v1/certificates/:serial/revocation',
     {
-      preHandler: operator,
+      onRequest: operator,
+      preValidation: optionalBody,
       schema: {
         description: 'Revoke a certificate. Revoking again keeps the first record (created: false).',
         security,
@@ -458,7 +477,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.post<{ Params: { ca: CaId }; Body: { delta?: boolean } }>(
     '/api/v1/crls/:ca',
     {
-      preHandler: operator,
+      onRequest: operator,
+      preValidation: optionalBody,
       schema: {
         description: 'Build and publish a new full or delta CRL now',
         security,

@@ -1,0 +1,36 @@
+export {
+  buildTimeStampRequest,
+  DEFAULT_TSA_HASHES,
+  MAX_TIME_STAMP_REQUEST_BYTES,
+  type ParsedTimeStampRequest,
+  type PkiFailureInfo,
+  parseTimeStampRequest,
+  TimeStampRequestError,
+  type TimeStampRequestInput,
+  tryParseTimeStampRequest,
+} from './request.ts';
+export {
+  buildTimeStampResponse,
+  buildTimeStampToken,
+  errorTimeStampResponse,
+  type ParsedTimeStampResponse,
+  PKI_STATUS,
+  type PkiStatus,
+  parseTimeStampResponse,
+  respondToTimeStampRequest,
+  type TimeStampAuthority,
+  type TimeStampResponseInput,
+  type TimeStampResponseVerification,
+  verifyTimeStampResponse,
+} from './response.ts';
+export {
+  type MessageImprint,
+  type ParsedTimeStampToken,
+  parseTimeStampToken,
+  parseTstInfo,
+  type TimeStampVerification,
+  type TstInfo,
+  timeStampingEku,
+  type VerifyTimeStampTokenOptions,
+  verifyTimeStampToken,
+} from './token.ts';

@@ -28,10 +28,12 @@ import {
   issuingCaTemplate,
   ocspResponderTemplate,
   rootCaTemplate,
+  timeStampingTemplate,
 } from '../core/profiles.ts';
 import { canonicalSerial, newSerial, serialHex } from '../core/serial.ts';
 import type { KeyAlgorithm, Signer } from '../core/signer.ts';
 import { keyIdentifier } from '../core/spki.ts';
+import { respondToTimeStampRequest } from '../core/tsp/index.ts';
 import type { KeyStore } from '../keys/keystore.ts';
 import {
   certificateStatus,
@@ -173,6 +175,7 @@ export class Authority {
     private readonly keys: KeyStore,
     private readonly root: { signer: Signer; certDer: Buffer; info: IssuerInfo },
     private readonly issuing: Record<CertificateKind, IssuingCa>,
+    private readonly tsa: { signer: Signer; certDer: Buffer },
     private readonly now: () => Date,
   ) {}
 
@@ -256,6 +259,17 @@ export class Authority {
         );
         writeCert(paths.cert(`${ca}-ocsp`), ocspDer);
       }
+      const tsaKey = await gen('tsa');
+      const tsaDer = await issueWith(
+        rootKey,
+        timeStampingTemplate(tsaKey.publicKeySpki, rootInfo, notBefore, config.validity.tsaYears, {
+          crl: u.crl('root'),
+          caIssuers: u.caCert('root'),
+        }),
+        rootInfo,
+        tsaKey.publicKeySpki,
+      );
+      writeCert(paths.cert('tsa'), tsaDer);
       writeFileSync(paths.operatorTokenFile, `${randomBytes(32).toString('base64url')}\n`, {
         mode: 0o600,
         flag: 'wx',
@@ -306,9 +320,14 @@ export class Authority {
           responder: createResponder(ocspSigner, readCert(`${ca}-ocsp`)),
         };
       }
+      const tsaDer = readCert('tsa');
+      const tsaSigner = await keys.open(keyLabel('tsa'));
+      if (!infoOf(tsaDer).spki.equals(tsaSigner.publicKeySpki))
+        throw new ConfigError('the TSA certificate does not match its key');
+      const tsa = { signer: tsaSigner, certDer: tsaDer };
       const databaseUrl = opts.databaseUrl ?? env.DATABASE_URL;
       store = await openDatabase(databaseUrl ? { databaseUrl } : { sqlitePath: paths.sqlite });
-      return new Authority(dataDir, config, store, keys, root, issuing, opts.now ?? (() => new Date()));
+      return new Authority(dataDir, config, store, keys, root, issuing, tsa, opts.now ?? (() => new Date()));
     } catch (e) {
       await store?.close();
       await keys.close();
@@ -325,6 +344,7 @@ export class Authority {
   certificate(id: CaCertificateId): Buffer {
     if (id === 'root') return this.root.certDer;
     if (id === 'sign' || id === 'auth') return this.issuing[id].certDer;
+    if (id === 'tsa') return this.tsa.certDer;
     return readCertFile(dataPaths(this.dataDir).cert(id));
   }
 
@@ -524,6 +544,23 @@ export class Authority {
     if (!row) return undefined;
     const der = await crlDer(this.store.db, ca, row.number);
     return der ? { ...row, der } : undefined;
+  }
+
+  /**
+   * Answers an RFC 3161 time-stamp request with a token signed by the authority's TSA (its
+   * certificate under the root, id-kp-timeStamping critical). Bad requests get a rejection
+   * response, never an exception.
+   */
+  async timeStamp(requestDer: Uint8Array) {
+    return respondToTimeStampRequest(requestDer, {
+      signer: this.tsa.signer,
+      tsaCertificate: this.tsa.certDer,
+      chain: [this.root.certDer],
+      policy: this.config.tsa.policy,
+      accuracySeconds: this.config.tsa.accuracySeconds,
+      serial: randomBytes(16),
+      genTime: this.now(),
+    });
   }
 
   /**

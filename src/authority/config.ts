@@ -12,7 +12,16 @@ export interface AuthorityConfig {
   /** Base of every URL written into certificates (CRL, OCSP, CA issuers). */
   baseUrl: string;
   keyStore: KeyStoreConfig;
-  validity: { rootYears: number; caYears: number; ocspYears: number; signYears: number; authYears: number };
+  validity: {
+    rootYears: number;
+    caYears: number;
+    ocspYears: number;
+    tsaYears: number;
+    signYears: number;
+    authYears: number;
+  };
+  /** The time-stamping authority (RFC 3161). */
+  tsa: { policy: string; accuracySeconds: number };
   crl: { fullHours: number; deltaHours: number };
   ocsp: {
     /** nextUpdate - thisUpdate of a response. */
@@ -28,7 +37,9 @@ export interface AuthorityConfig {
 export const DEFAULTS: Omit<AuthorityConfig, 'algorithm' | 'baseUrl' | 'keyStore' | 'createdAt'> = {
   version: 1,
   // The seed's 3 years for residents' certificates; CA lifetimes must outlast what they issue.
-  validity: { rootYears: 20, caYears: 10, ocspYears: 2, signYears: 3, authYears: 3 },
+  validity: { rootYears: 20, caYears: 10, ocspYears: 2, tsaYears: 10, signYears: 3, authYears: 3 },
+  // A UUID-based OID (X.667, arc 2.25) minted for open-jpki's TSA policy: no registry needed.
+  tsa: { policy: '2.25.185547443043787647213311059467548373179', accuracySeconds: 1 },
   crl: { fullHours: 24, deltaHours: 1 },
   // The real service refreshes OCSP every 15 minutes.
   ocsp: { validityMinutes: 30, refreshMinutes: 15, httpMaxAgeSeconds: 60 },
@@ -49,14 +60,15 @@ export function dataPaths(dir: string) {
   };
 }
 
-/** The certificates an authority holds: three CAs and two delegated OCSP signers. */
-export type CaCertificateId = CaId | 'sign-ocsp' | 'auth-ocsp';
+/** The certificates an authority holds: three CAs, two delegated OCSP signers and the time-stamping authority. */
+export type CaCertificateId = CaId | 'sign-ocsp' | 'auth-ocsp' | 'tsa';
 export const CA_CERTIFICATE_IDS: readonly CaCertificateId[] = [
   'root',
   'sign',
   'auth',
   'sign-ocsp',
   'auth-ocsp',
+  'tsa',
 ];
 
 /** Key labels, the same in a software key store and on a PKCS#11 token. */
@@ -76,7 +88,15 @@ export function readConfig(dir: string): AuthorityConfig {
     throw new ConfigError(`${p} is not valid JSON`);
   }
   if (cfg.version !== 1) throw new ConfigError(`${p}: unsupported version ${String(cfg.version)}`);
-  return cfg;
+  // Settings added after an authority was created take their defaults.
+  return {
+    ...DEFAULTS,
+    ...cfg,
+    validity: { ...DEFAULTS.validity, ...cfg.validity },
+    crl: { ...DEFAULTS.crl, ...cfg.crl },
+    ocsp: { ...DEFAULTS.ocsp, ...cfg.ocsp },
+    tsa: { ...DEFAULTS.tsa, ...cfg.tsa },
+  };
 }
 
 /** Public URLs derived from the base URL. */

@@ -4,6 +4,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
 import { type Authority, AuthorityError } from '../authority/authority.ts';
+import { CA_CERTIFICATE_IDS, type CaCertificateId } from '../authority/config.ts';
 import { ReasonError, type RevocationReason, reasonName, revocationReasons } from '../authority/reasons.ts';
 import { BasicFactsError, parseSex } from '../core/basic-facts.ts';
 import { CsrError } from '../core/csr.ts';
@@ -23,9 +24,8 @@ export interface ServerOptions {
 export const MAX_OCSP_REQUEST_BYTES = 4096;
 const MAX_API_BODY_BYTES = 64 * 1024;
 
-const CA_FILES: Record<string, { id: 'root' | 'sign' | 'auth' | 'sign-ocsp' | 'auth-ocsp'; pem: boolean }> =
-  {};
-for (const id of ['root', 'sign', 'auth', 'sign-ocsp', 'auth-ocsp'] as const) {
+const CA_FILES: Record<string, { id: CaCertificateId; pem: boolean }> = {};
+for (const id of CA_CERTIFICATE_IDS) {
   CA_FILES[`${id}.der`] = { id, pem: false };
   CA_FILES[`${id}.crt`] = { id, pem: false };
   CA_FILES[`${id}.pem`] = { id, pem: true };
@@ -89,6 +89,12 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     labelNames: ['status', 'method'],
     registers: [registry],
   });
+  const timeStamps = new Counter({
+    name: 'jpki_timestamps_total',
+    help: 'RFC 3161 responses by status',
+    labelNames: ['status'],
+    registers: [registry],
+  });
   const issued = new Counter({
     name: 'jpki_certificates_issued_total',
     help: 'Certificates issued',
@@ -125,6 +131,12 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   // The API takes JSON only: a text/plain body is refused with 415, not parsed as a string.
   app.removeContentTypeParser('text/plain');
+  // RFC 3161 time-stamp queries arrive as raw DER.
+  app.addContentTypeParser(
+    'application/timestamp-query',
+    { parseAs: 'buffer', bodyLimit: MAX_OCSP_REQUEST_BYTES },
+    (_req, body, done) => done(null, body),
+  );
   // OCSP requests arrive as raw DER.
   app.addContentTypeParser(
     'application/ocsp-request',
@@ -298,6 +310,26 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
           ? Buffer.from(b64, 'base64')
           : Buffer.alloc(0);
       return answerOcsp(der, 'GET', reply);
+    },
+  );
+
+  app.post(
+    '/tsa',
+    {
+      schema: {
+        description:
+          'RFC 3161 time-stamping authority: body is a DER TimeStampReq, Content-Type application/timestamp-query; answers application/timestamp-reply',
+        consumes: ['application/timestamp-query'],
+      },
+    },
+    async (req, reply) => {
+      if (!Buffer.isBuffer(req.body))
+        return reply
+          .code(415)
+          .send({ error: 'UnsupportedMediaType', message: 'send application/timestamp-query' });
+      const r = await authority.timeStamp(req.body);
+      timeStamps.inc({ status: r.status });
+      return reply.type('application/timestamp-reply').header('cache-control', 'no-store').send(r.der);
     },
   );
 

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Authority } from '../../src/authority/authority.ts';
-import { dataPaths } from '../../src/authority/config.ts';
+import { type CaCertificateId, dataPaths } from '../../src/authority/config.ts';
 import type { KeyAlgorithm } from '../../src/core/signer.ts';
 import { type Backend, POSTGRES_URL_ENV } from './db.ts';
 
@@ -73,9 +73,9 @@ export interface TestAuthority {
   /** The bearer token of the operator API, from DATA/secrets/operator-token. */
   operatorToken: string;
   /** PEM text of a CA or OCSP signer certificate file in DATA/certs. */
-  certPem(id: 'root' | 'sign' | 'auth' | 'sign-ocsp' | 'auth-ocsp'): string;
+  certPem(id: CaCertificateId): string;
   /** Path of a file in DATA/certs. */
-  certPath(id: 'root' | 'sign' | 'auth' | 'sign-ocsp' | 'auth-ocsp'): string;
+  certPath(id: CaCertificateId): string;
   /** Closes the authority, drops the PostgreSQL database, removes the directory. Idempotent. */
   close(): Promise<void>;
 }

@@ -175,7 +175,7 @@ export class Authority {
     private readonly keys: KeyStore,
     private readonly root: { signer: Signer; certDer: Buffer; info: IssuerInfo },
     private readonly issuing: Record<CertificateKind, IssuingCa>,
-    private readonly tsa: { signer: Signer; certDer: Buffer },
+    private readonly tsa: { signer: Signer; certDer: Buffer } | undefined,
     private readonly now: () => Date,
   ) {}
 
@@ -320,11 +320,15 @@ export class Authority {
           responder: createResponder(ocspSigner, readCert(`${ca}-ocsp`)),
         };
       }
-      const tsaDer = readCert('tsa');
-      const tsaSigner = await keys.open(keyLabel('tsa'));
-      if (!infoOf(tsaDer).spki.equals(tsaSigner.publicKeySpki))
-        throw new ConfigError('the TSA certificate does not match its key');
-      const tsa = { signer: tsaSigner, certDer: tsaDer };
+      // Authorities created before the TSA existed have none; time stamping then says so.
+      let tsa: { signer: Signer; certDer: Buffer } | undefined;
+      if (existsSync(paths.cert('tsa'))) {
+        const tsaDer = readCert('tsa');
+        const tsaSigner = await keys.open(keyLabel('tsa'));
+        if (!infoOf(tsaDer).spki.equals(tsaSigner.publicKeySpki))
+          throw new ConfigError('the TSA certificate does not match its key');
+        tsa = { signer: tsaSigner, certDer: tsaDer };
+      }
       const databaseUrl = opts.databaseUrl ?? env.DATABASE_URL;
       store = await openDatabase(databaseUrl ? { databaseUrl } : { sqlitePath: paths.sqlite });
       return new Authority(dataDir, config, store, keys, root, issuing, tsa, opts.now ?? (() => new Date()));
@@ -344,7 +348,10 @@ export class Authority {
   certificate(id: CaCertificateId): Buffer {
     if (id === 'root') return this.root.certDer;
     if (id === 'sign' || id === 'auth') return this.issuing[id].certDer;
-    if (id === 'tsa') return this.tsa.certDer;
+    if (id === 'tsa') {
+      if (!this.tsa) throw new AuthorityError('this authority has no time-stamping authority');
+      return this.tsa.certDer;
+    }
     return readCertFile(dataPaths(this.dataDir).cert(id));
   }
 
@@ -552,6 +559,7 @@ export class Authority {
    * response, never an exception.
    */
   async timeStamp(requestDer: Uint8Array) {
+    if (!this.tsa) throw new AuthorityError('this authority has no time-stamping authority');
     return respondToTimeStampRequest(requestDer, {
       signer: this.tsa.signer,
       tsaCertificate: this.tsa.certDer,

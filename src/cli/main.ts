@@ -7,6 +7,8 @@ import { revocationReasons } from '../authority/reasons.ts';
 import { parseSex } from '../core/basic-facts.ts';
 import type { CaId } from '../core/profiles.ts';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '../core/signer.ts';
+import { registerValidateCommand } from '../verifier/cli.ts';
+import { registerSignCommands } from './sign.ts';
 
 const debug = process.argv.includes('--debug');
 
@@ -185,6 +187,9 @@ program
     const { serve } = await import('../http/serve.ts');
     await serve({ dataDir: resolve(o.data), port: Number(o.port), host: o.host, init: !!o.init });
   });
+
+registerSignCommands(program);
+registerValidateCommand(program);
 
 function readInput(path: string): Buffer {
   try {

@@ -306,6 +306,15 @@ export class Pkcs11KeyStore implements KeyStore {
     return types.map((type) => result.find((a) => a.type === type)?.value ?? Buffer.alloc(0));
   }
 
+  /** Labels of the private keys on the token (for choosing a card's signing key). */
+  async privateKeyLabels(): Promise<string[]> {
+    return this.run((session) =>
+      this.find(session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }]).map((k) =>
+        this.attributes(session, k, [pkcs11js.CKA_LABEL])[0]!.toString('utf8'),
+      ),
+    );
+  }
+
   async has(label: string): Promise<boolean> {
     checkLabel(label);
     return this.run((session) => this.findPrivateKeys(session, label).length > 0);

@@ -7,8 +7,8 @@ import { revocationReasons } from '../authority/reasons.ts';
 import { parseSex } from '../core/basic-facts.ts';
 import type { CaId } from '../core/profiles.ts';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '../core/signer.ts';
-import { registerValidateCommand } from '../verifier/cli.ts';
 import { registerSignCommands } from './sign.ts';
+import { registerValidateCommand, registerVerifyCommand } from './verify.ts';
 
 const debug = process.argv.includes('--debug');
 
@@ -190,6 +190,7 @@ program
 
 registerSignCommands(program);
 registerValidateCommand(program);
+registerVerifyCommand(program);
 
 function readInput(path: string): Buffer {
   try {

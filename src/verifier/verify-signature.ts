@@ -13,8 +13,9 @@
 import { X509Certificate } from 'node:crypto';
 import { type BasicFacts, BasicFactsError, decodeBasicFactsSan } from '../core/basic-facts.ts';
 import { type CmsVerification, verifyCms } from '../core/cms/index.ts';
-import { certificateFrom } from '../core/path/index.ts';
+import { certificateFrom, type ParsedCertificate, PathParseError } from '../core/path/index.ts';
 import { INDICATION_OF, type Indication, type SubIndication } from '../core/report.ts';
+import { serialHex } from '../core/serial.ts';
 import { verifyTimeStampToken } from '../core/tsp/index.ts';
 import { verifyXml, type XmlVerificationResult } from '../core/xml/index.ts';
 import { detectFormat } from '../signing/sign-document.ts';
@@ -33,7 +34,11 @@ export interface VerifySignatureInput {
   online?: boolean;
   /** Validation time; default now. */
   at?: Date;
-  /** A long-lived revocation source (keeps fetched CRLs and OCSP across calls). */
+  /**
+   * A long-lived revocation source (keeps fetched CRLs and OCSP across calls, and whatever was added
+   * to it directly). The CRLs and OCSP responses given with one call, or embedded in its signature,
+   * are used for that call only: they do not stay in it.
+   */
   source?: RevocationSource;
 }
 
@@ -84,7 +89,9 @@ export async function verifySignature(input: VerifySignatureInput): Promise<Vali
   const now = input.at ?? new Date();
   const messages: string[] = [];
   const data = Buffer.from(input.signature);
-  const source = input.source ?? new RevocationSource({ online: input.online ?? false });
+  const source = input.source
+    ? new CallSource(input.source)
+    : new RevocationSource({ online: input.online ?? false });
 
   // 1. The signature itself.
   const crypto: Crypto =
@@ -119,7 +126,14 @@ export async function verifySignature(input: VerifySignatureInput): Promise<Vali
   const signedContent = crypto.kind === 'cms' ? crypto.result.content : xmlSigned(crypto.result);
   const embedded = r.certificates;
   const untrusted = [...embedded, ...(input.untrusted ?? []).map((u) => Buffer.from(u))];
-  for (const crl of crypto.kind === 'cms' ? crypto.result.crls : []) source.addCrl(crl);
+  for (const [i, crl] of (crypto.kind === 'cms' ? crypto.result.crls : []).entries()) {
+    try {
+      source.addCrl(crl);
+    } catch (e) {
+      if (!(e instanceof PathParseError)) throw e;
+      messages.push(`CRL #${i + 1} embedded in the signature ignored: ${e.message}`);
+    }
+  }
 
   // 2. Signature time stamps: the earliest one that holds is the proof of existence.
   let poe: Date | undefined;
@@ -182,17 +196,32 @@ export async function verifySignature(input: VerifySignatureInput): Promise<Vali
       new Date(signer.notAfter) > poe;
     if (revokedAfterPoe || expiredAfterPoe) {
       const atPoe = await validate(poe);
+      const what = revokedAfterPoe
+        ? `was revoked at ${target!.revokedAt!.toISOString()}`
+        : `expired at ${signer.notAfter}`;
       if (atPoe.indication === 'TOTAL_PASSED') {
         messages.push(
-          revokedAfterPoe
-            ? `The certificate was revoked at ${target!.revokedAt!.toISOString()}, after the time stamp (${poe.toISOString()}); it was valid when the signature was made.`
-            : `The certificate expired at ${signer.notAfter}, after the time stamp (${poe.toISOString()}); it was valid when the signature was made.`,
+          `The certificate ${what}, after the time stamp (${poe.toISOString()}); it was valid when the signature was made.`,
         );
         longTermValidation = {
           at: poe.toISOString(),
           reason: revokedAfterPoe ? 'revoked-after-timestamp' : 'expired-after-timestamp',
         };
-        path = { ...atPoe, revocation: path.revocation };
+        // A revocation stays in the report; after an expiry, the statuses at the time stamp are the
+        // ones the answer rests on (those at the validation time come from CRLs that no longer
+        // cover the certificate).
+        path = revokedAfterPoe ? { ...atPoe, revocation: path.revocation } : atPoe;
+      } else {
+        // The time stamp is the point to judge at, so its answer is the answer (not "no proof of
+        // existence", which would contradict the valid time stamp).
+        messages.push(
+          `The certificate ${what}, after the time stamp (${poe.toISOString()}), so it was judged at the time stamp, and did not pass there.`,
+        );
+        if (expiredAfterPoe && atPoe.revocation.some((x) => x.index === 0 && x.status === 'unknown'))
+          messages.push(
+            'CRLs issued after a certificate expired no longer list it: its status at the time stamp needs a CRL issued before the expiry.',
+          );
+        path = atPoe;
       }
     }
   }
@@ -221,6 +250,27 @@ export async function verifySignature(input: VerifySignatureInput): Promise<Vali
     messages,
     signedContent,
   });
+}
+
+/**
+ * A per-call view of a long-lived source: CRLs and OCSP responses added during one call (given with
+ * it, or embedded in its signature) stay with the call, so they neither pile up in the long-lived
+ * source nor answer for other callers; fetching (online) goes through, and is cached by, the
+ * long-lived source.
+ */
+class CallSource extends RevocationSource {
+  constructor(private readonly shared: RevocationSource) {
+    super({ online: shared.online, cache: shared.cache });
+  }
+  override crls() {
+    return [...this.shared.crls(), ...super.crls()];
+  }
+  override ocspResponses() {
+    return [...this.shared.ocspResponses(), ...super.ocspResponses()];
+  }
+  override fetchFor(items: readonly { cert: ParsedCertificate; issuer: ParsedCertificate }[]) {
+    return this.shared.fetchFor(items);
+  }
 }
 
 function finish(r: Omit<ValidationReport, 'summary'>): ValidationReport {
@@ -272,7 +322,7 @@ function summarise(der: Buffer): SignerSummary {
   return {
     subject: x.subject.replace(/\n/g, ', '),
     issuer: x.issuer.replace(/\n/g, ', '),
-    serial: x.serialNumber.toLowerCase(),
+    serial: serialHex(parsed.serial),
     notBefore: new Date(x.validFrom).toISOString(),
     notAfter: new Date(x.validTo).toISOString(),
     kind,

@@ -38,6 +38,7 @@ import type { KeyStore } from '../keys/keystore.ts';
 import {
   certificateStatus,
   crlDer,
+  type Db,
   DuplicateCrlNumberError,
   DuplicateSerialError,
   findCertificate,
@@ -96,6 +97,15 @@ export interface IssueRequest {
   /** Which counter issued it; part of the opaque CN. */
   counterId?: string;
   residentRef?: string;
+}
+
+export interface IssueOptions {
+  /**
+   * Runs in the transaction that stores the certificate, after the insert: the counter uses it to
+   * take the resident's one slot per kind and revoke the certificate being replaced. If it throws,
+   * nothing is stored.
+   */
+  inTransaction?: (trx: Db, issued: IssuedCertificate) => Promise<void>;
 }
 
 export interface IssuedCertificate {
@@ -359,7 +369,7 @@ export class Authority {
    * Issues a certificate from a PKCS#10 request under the profile of `kind`. The request's
    * signature and key are checked first; nothing is stored unless the certificate is complete.
    */
-  async issue(req: IssueRequest): Promise<IssuedCertificate> {
+  async issue(req: IssueRequest, opts: IssueOptions = {}): Promise<IssuedCertificate> {
     const { spki } = verifyCsr(req.csr);
     const facts = req.kind === 'sign' && req.facts ? normaliseBasicFacts(req.facts, this.now()) : req.facts;
     const counterId = (req.counterId ?? '0000').toUpperCase();
@@ -404,25 +414,7 @@ export class Authority {
         extensions: template.extensions,
       });
       const hex = serialHex(serial);
-      try {
-        await insertCertificate(this.store.db, {
-          serial: hex,
-          ca: req.kind,
-          profile: req.kind,
-          subject: template.subjectDisplay,
-          not_before: template.validity.notBefore.getTime(),
-          not_after: template.validity.notAfter.getTime(),
-          issued_at: now.getTime(),
-          der,
-          resident_ref: req.residentRef ?? null,
-          spki_sha256: createHash('sha256').update(spki).digest('hex'),
-        });
-      } catch (e) {
-        // A 128-bit collision is not expected, but the primary key decides, not luck.
-        if (e instanceof DuplicateSerialError && attempt < 3) continue;
-        throw e;
-      }
-      return {
+      const issued: IssuedCertificate = {
         serial: hex,
         kind: req.kind,
         der,
@@ -431,6 +423,32 @@ export class Authority {
         notBefore: template.validity.notBefore,
         notAfter: template.validity.notAfter,
       };
+      const row = {
+        serial: hex,
+        ca: req.kind,
+        profile: req.kind,
+        subject: template.subjectDisplay,
+        not_before: template.validity.notBefore.getTime(),
+        not_after: template.validity.notAfter.getTime(),
+        issued_at: now.getTime(),
+        der,
+        resident_ref: req.residentRef ?? null,
+        spki_sha256: createHash('sha256').update(spki).digest('hex'),
+      };
+      try {
+        const hook = opts.inTransaction;
+        if (hook)
+          await this.store.db.transaction().execute(async (trx) => {
+            await insertCertificate(trx, row);
+            await hook(trx, issued);
+          });
+        else await insertCertificate(this.store.db, row);
+      } catch (e) {
+        // A 128-bit collision is not expected, but the primary key decides, not luck.
+        if (e instanceof DuplicateSerialError && attempt < 3) continue;
+        throw e;
+      }
+      return issued;
     }
   }
 
@@ -449,14 +467,14 @@ export class Authority {
 
   /**
    * Revokes a certificate. Revoking again keeps the first record (time and reason) and reports
-   * `created: false`. The OCSP answer changes with the store, before this returns.
+   * `created: false`. `opts.db` runs it inside a caller's transaction. The OCSP answer changes with the store, before this returns.
    */
-  async revoke(serial: string, reason: RevocationReason, revokedAt?: Date) {
+  async revoke(serial: string, reason: RevocationReason, revokedAt?: Date, opts: { db?: Db } = {}) {
     const now = this.now();
     const at = revokedAt ?? now;
     if (at.getTime() > now.getTime() + 60_000)
       throw new AuthorityError('the revocation time is in the future');
-    const result = await revokeInStore(this.store.db, {
+    const result = await revokeInStore(opts.db ?? this.store.db, {
       serial: canonicalSerial(serial),
       reason: reasonCode(reason),
       revokedAt: truncateToSecond(at).getTime(),

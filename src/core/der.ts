@@ -88,7 +88,8 @@ export function oid(dotted: string): Buffer {
     if (!/^\d+$/.test(a)) throw new DerError(`bad OID ${dotted}`);
     return BigInt(a);
   });
-  if (arcs.length < 2 || arcs[0]! > 2n || (arcs[0]! < 2n && arcs[1]! > 39n)) throw new DerError(`bad OID ${dotted}`);
+  if (arcs.length < 2 || arcs[0]! > 2n || (arcs[0]! < 2n && arcs[1]! > 39n))
+    throw new DerError(`bad OID ${dotted}`);
   const body: number[] = [];
   const push = (arc: bigint) => {
     const chunk: number[] = [Number(arc & 0x7fn)];

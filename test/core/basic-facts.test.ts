@@ -92,20 +92,30 @@ describe('reading facts from untrusted certificates', () => {
     const fc = await import('fast-check');
     const valid = encodeBasicFactsSan(taro);
     const mutated = fc
-      .tuple(fc.nat({ max: valid.length - 1 }), fc.integer({ min: 0, max: 255 }), fc.nat({ max: valid.length }))
+      .tuple(
+        fc.nat({ max: valid.length - 1 }),
+        fc.integer({ min: 0, max: 255 }),
+        fc.nat({ max: valid.length }),
+      )
       .map(([i, b, cut]) => {
         const copy = Buffer.from(valid);
         copy[i] = b;
         return copy.subarray(0, Math.max(cut, 1));
       });
     fc.assert(
-      fc.property(fc.oneof(fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)), mutated), (input) => {
-        try {
-          decodeBasicFactsSan(input);
-        } catch (e) {
-          if (!(e instanceof BasicFactsError)) throw e;
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
+          mutated,
+        ),
+        (input) => {
+          try {
+            decodeBasicFactsSan(input);
+          } catch (e) {
+            if (!(e instanceof BasicFactsError)) throw e;
+          }
+        },
+      ),
       { numRuns: 3000 },
     );
   });

@@ -16,9 +16,10 @@ import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely
 export type Dialect = 'sqlite' | 'postgres';
 
 // biome-ignore lint/suspicious/noExplicitAny: migrations must not depend on the current schema types.
-type AnyDb = Kysely<any>;
+export type AnyDb = Kysely<any>;
 
-function types(dialect: Dialect) {
+/** Column types per dialect, for every migration. */
+export function columnTypes(dialect: Dialect) {
   const pg = dialect === 'postgres';
   return {
     /** Milliseconds since the epoch, and other 64-bit integers. */
@@ -34,7 +35,7 @@ function types(dialect: Dialect) {
 }
 
 function migration0001(dialect: Dialect): Migration {
-  const t = types(dialect);
+  const t = columnTypes(dialect);
   return {
     async up(db: AnyDb) {
       await db.schema

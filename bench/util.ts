@@ -15,7 +15,8 @@ import { decodePem } from '../src/core/pem.ts';
 
 export const PASSPHRASE = 'open-jpki benchmark passphrase';
 export const ENV: NodeJS.ProcessEnv = { JPKI_KEY_PASSPHRASE: PASSPHRASE };
-export const POSTGRES_ADMIN_URL = process.env.JPKI_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const POSTGRES_ADMIN_URL =
+  process.env.JPKI_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const BIN_BENCH = fileURLToPath(new URL('../bin/bench.js', import.meta.url));
 
 // ---------------------------------------------------------------------------------------------
@@ -59,7 +60,8 @@ export const log = (msg: string): void => {
   process.stderr.write(`[bench] ${msg}\n`);
 };
 
-export const MB = 1024 * 1024;
+/** Megabyte as in the targets: 10^6 bytes. */
+export const MB = 1_000_000;
 
 // ---------------------------------------------------------------------------------------------
 // Machine
@@ -73,6 +75,10 @@ export interface MachineInfo {
   nodeOpenssl: string;
   sqlite: string;
   postgres?: string;
+  /** Durability settings that decide the cost of a PostgreSQL commit. */
+  postgresSettings?: Record<string, string>;
+  /** What db.ts sets on every SQLite store. */
+  sqliteSettings: string;
   platform: string;
   date: string;
 }
@@ -96,10 +102,15 @@ export async function machineInfo(): Promise<MachineInfo> {
   const sqlite = (db.prepare('select sqlite_version() as v').get() as { v: string }).v;
   db.close();
   let postgres: string | undefined;
+  let postgresSettings: Record<string, string> | undefined;
   try {
     postgres = await adminQuery<{ server_version: string }>('show server_version').then(
       (r) => r[0]?.server_version,
     );
+    const rows = await adminQuery<{ name: string; setting: string }>(
+      "select name, setting from pg_settings where name in ('fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers') order by name",
+    );
+    postgresSettings = Object.fromEntries(rows.map((r) => [r.name, r.setting]));
   } catch {
     // no PostgreSQL
   }
@@ -112,6 +123,8 @@ export async function machineInfo(): Promise<MachineInfo> {
     nodeOpenssl: process.versions.openssl ?? 'unknown',
     sqlite,
     postgres,
+    postgresSettings,
+    sqliteSettings: 'journal_mode=WAL, synchronous=NORMAL (src/store/db.ts)',
     platform: `${process.platform} ${process.arch}`,
     date: new Date().toISOString(),
   };
@@ -162,7 +175,9 @@ export function makeCsrs(count: number): Buffer[] {
   const sigAlg = sequence(oid(OID.sha256WithRSAEncryption), NULL);
   const out: Buffer[] = [];
   for (let i = 0; i < count; i++) {
-    const name = sequence(set(sequence(oid('2.5.4.3'), utf8String(`bench-${i}-${randomBytes(4).toString('hex')}`))));
+    const name = sequence(
+      set(sequence(oid('2.5.4.3'), utf8String(`bench-${i}-${randomBytes(4).toString('hex')}`))),
+    );
     const info = sequence(integer(0), name, spki, explicit(0));
     out.push(sequence(info, sigAlg, bitString(sign('sha256', info, privateKey))));
   }

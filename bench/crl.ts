@@ -1,0 +1,479 @@
+// CRL of 1,000,000 entries: a store is filled with a million revoked certificates of the sign CA
+// (bulk inserts, not timed), then a fresh child process times authority.generateCrl('sign') end to
+// end (stream from the store, encode, sign, store) and reports its memory: the kernel's maxRSS and
+// process.memoryUsage().rss sampled every 20 ms.
+
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import { Authority } from '../src/authority/authority.ts';
+import { dataPaths } from '../src/authority/config.ts';
+import { readChildren, readTlv } from '../src/core/der.ts';
+import { newSerial } from '../src/core/serial.ts';
+import { insertCrl, streamRevocations } from '../src/store/certificates.ts';
+import {
+  type BenchDatabase,
+  createAuthority,
+  createPostgresDatabase,
+  ENV,
+  firstJsonLine,
+  log,
+  MB,
+  median,
+  postgresAvailable,
+  printTable,
+  readCertDer,
+  round,
+  spawnBenchChild,
+  waitExit,
+} from './util.ts';
+
+export interface CrlOptions {
+  entries: number;
+  /** Child-process runs per store; medians are reported. */
+  runs: number;
+  postgres: boolean;
+}
+
+export const CRL_DEFAULTS: CrlOptions = { entries: 1_000_000, runs: 3, postgres: true };
+/** Memory in MB of 10^6 bytes. */
+export const CRL_TARGET = { seconds: 3, peakRssMB: 300 };
+
+/** What one crl-child run reports. */
+export interface CrlChildReport {
+  seconds: number;
+  entries: number;
+  crlNumber: number;
+  /** RSS after the authority is open, before generation starts. */
+  baselineRssMB: number;
+  /** Highest process.memoryUsage().rss seen by the 20 ms sampler (and at the end). */
+  sampledPeakRssMB: number;
+  /** process.resourceUsage().maxRSS at the end: the kernel's high-water mark for the whole process. */
+  maxRssMB: number;
+  sampledPeakHeapUsedMB: number;
+  sampledPeakExternalMB: number;
+  samples: number;
+  /**
+   * Longest gap between two ticks of the 20 ms sampler (and to the end): how long the event loop was
+   * blocked at a stretch. In `jpki serve` the HTTP server (OCSP) shares this event loop.
+   */
+  longestEventLoopStallMs: number;
+}
+
+/** What one crl-phases run reports: the parts of generateCrl timed alone. */
+export interface CrlPhases {
+  /** Draining streamRevocations (what generateCrl reads through), no encoding. */
+  streamSeconds: number;
+  /** The same rows read with Kysely keyset pagination (10,000 rows per query), for comparison. */
+  keysetSeconds: number;
+  /** insertCrl of a blob of the CRL's size. */
+  insertSeconds: number;
+  /** maxRSS growth during that insert beyond the RSS with the blob already allocated. */
+  insertExtraRssMB: number;
+  blobMB: number;
+}
+
+export interface CrlStoreResult {
+  store: 'sqlite' | 'postgres';
+  entries: number;
+  fillSeconds: number;
+  runs: CrlChildReport[];
+  medianSeconds: number;
+  medianMaxRssMB: number;
+  medianSampledPeakRssMB: number;
+  medianBaselineRssMB: number;
+  medianLongestStallMs: number;
+  crlBytes: number;
+  phases: CrlPhases;
+  /** medianSeconds - stream - insert: encoding the entries, hashing/signing, Buffer.concat, sha256. */
+  restSeconds: number;
+  verification: { command: string; ok: boolean; crlNumber?: string; output: string; countedEntries: number };
+  meetsTarget: { time: boolean; memory: boolean };
+}
+
+export interface CrlResult {
+  options: CrlOptions;
+  target: string;
+  stores: CrlStoreResult[];
+  postgresSkipped?: string;
+}
+
+const REASONS = [0, 1, 1, 3, 4, 4, 5, 9, 0, 4];
+const DAY = 86_400_000;
+
+function fillRows(i: number, now: number) {
+  return {
+    serial: newSerial().toString('hex'),
+    reason: REASONS[i % REASONS.length]!,
+    revokedAt: Math.floor((now - 365 * DAY + (i % 365) * DAY + (i % 86_400) * 1000) / 1000) * 1000,
+  };
+}
+
+/** Bulk-fills the SQLite store of `dir` with `n` revoked sign certificates. */
+function fillSqlite(dir: string, n: number): void {
+  const db = new SQLite(dataPaths(dir).sqlite);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = OFF');
+  const now = Date.now();
+  const notBefore = now - 30 * DAY;
+  const notAfter = now + 2 * 365 * DAY;
+  const der = randomBytes(64);
+  const cert = db.prepare(
+    `insert into certificates (serial, ca, profile, subject, not_before, not_after, issued_at, der, resident_ref, spki_sha256)
+     values (?, 'sign', 'sign', 'C=JP,CN=bench', ?, ?, ?, ?, null, ?)`,
+  );
+  const rev = db.prepare(
+    `insert into revocations (serial, ca, reason, revoked_at, recorded_at, not_after)
+     values (?, 'sign', ?, ?, ?, ?)`,
+  );
+  const spkiHash = '0'.repeat(64);
+  const batch = db.transaction((from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      const r = fillRows(i, now);
+      cert.run(r.serial, notBefore, notAfter, notBefore, der, spkiHash);
+      rev.run(r.serial, r.reason, r.revokedAt, r.revokedAt, notAfter);
+    }
+  });
+  const step = 100_000;
+  for (let i = 0; i < n; i += step) batch(i, Math.min(n, i + step));
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.exec('analyze');
+  db.close();
+}
+
+/** Bulk-fills a PostgreSQL store with `n` revoked sign certificates (unnest of arrays, 50,000 per statement). */
+async function fillPostgres(url: string, n: number): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const now = Date.now();
+    const notBefore = now - 30 * DAY;
+    const notAfter = now + 2 * 365 * DAY;
+    const der = randomBytes(64);
+    const step = 50_000;
+    for (let i = 0; i < n; i += step) {
+      const serials: string[] = [];
+      const reasons: number[] = [];
+      const times: number[] = [];
+      for (let j = i; j < Math.min(n, i + step); j++) {
+        const r = fillRows(j, now);
+        serials.push(r.serial);
+        reasons.push(r.reason);
+        times.push(r.revokedAt);
+      }
+      await client.query('begin');
+      await client.query(
+        `insert into certificates (serial, ca, profile, subject, not_before, not_after, issued_at, der, spki_sha256)
+         select s, 'sign', 'sign', 'C=JP,CN=bench', $2, $3, $2, $4, repeat('0', 64) from unnest($1::text[]) as s`,
+        [serials, notBefore, notAfter, der],
+      );
+      await client.query(
+        `insert into revocations (serial, ca, reason, revoked_at, recorded_at, not_after)
+         select s, 'sign', r, t, t, $4 from unnest($1::text[], $2::int[], $3::bigint[]) with ordinality as u(s, r, t, o)
+         order by o`,
+        [serials, reasons, times, notAfter],
+      );
+      await client.query('commit');
+    }
+    await client.query('vacuum analyze certificates');
+    await client.query('vacuum analyze revocations');
+  } finally {
+    await client.end();
+  }
+}
+
+async function runChild<T>(args: string[], execArgv: string[] = []): Promise<T> {
+  const child = spawnBenchChild(args, { execArgv });
+  try {
+    return await firstJsonLine<T>(child, 300_000);
+  } finally {
+    await waitExit(child);
+  }
+}
+
+/** Writes the latest sign CRL to a file and checks it with openssl (number, signature against sign + root). */
+async function verifyWithOpenssl(
+  dir: string,
+  databaseUrl: string | undefined,
+  chainPem: string,
+): Promise<{ bytes: number; verification: CrlStoreResult['verification'] }> {
+  const authority = await Authority.open(dir, { env: ENV, databaseUrl });
+  let der: Buffer;
+  try {
+    const crl = await authority.currentCrl('sign', 'full');
+    if (!crl) throw new Error('no CRL was stored');
+    der = crl.der;
+  } finally {
+    await authority.close();
+  }
+  const file = join(dir, `bench-sign-${databaseUrl ? 'pg' : 'sqlite'}.crl`);
+  writeFileSync(file, der);
+  const args = ['crl', '-inform', 'DER', '-in', file, '-noout', '-crlnumber', '-CAfile', chainPem];
+  const r = spawnSync('openssl', args, { encoding: 'utf8', timeout: 120_000 });
+  const output = `${r.stdout}${r.stderr}`.trim();
+  const crlNumber = /crlNumber=(\S+)/.exec(output)?.[1];
+  // Count the revokedCertificates entries with the DER reader (no schema objects).
+  const tbs = readChildren(der, readTlv(der, 0))[0]!;
+  const revoked = readChildren(der, tbs).find(
+    (t) => t.tag === 0x30 && readTlv(der, t.contentStart).tag === 0x30,
+  );
+  let counted = 0;
+  if (revoked) for (let p = revoked.contentStart; p < revoked.end; p = readTlv(der, p).end) counted++;
+  return {
+    bytes: der.length,
+    verification: {
+      command: `openssl ${args.join(' ').replace(dir, '<dataDir>').replace(chainPem, '<sign.pem+root.pem>')}`,
+      ok: r.status === 0 && /verify OK/.test(output) && crlNumber !== undefined,
+      ...(crlNumber ? { crlNumber } : {}),
+      output,
+      countedEntries: counted,
+    },
+  };
+}
+
+export async function benchCrl(o: CrlOptions = CRL_DEFAULTS): Promise<CrlResult> {
+  log(`crl: ${o.entries.toLocaleString('en-US')} revoked certificates, ${o.runs} child runs per store`);
+  const ca = await createAuthority('jpki-bench-crl-');
+  let pgDb: BenchDatabase | undefined;
+  const stores: CrlStoreResult[] = [];
+  let postgresSkipped: string | undefined;
+  try {
+    const chainPem = join(ca.dir, 'bench-chain.pem');
+    writeFileSync(chainPem, [ca.certPath('sign'), ca.certPath('root')].map((p) => readCertPem(p)).join(''));
+    // Touch the expected certificates (fails early if the layout changed).
+    readCertDer(ca.certPath('sign'));
+
+    const targets: { store: 'sqlite' | 'postgres'; url?: string }[] = [{ store: 'sqlite' }];
+    if (o.postgres) {
+      if (await postgresAvailable()) {
+        pgDb = await createPostgresDatabase();
+        targets.push({ store: 'postgres', url: pgDb.url });
+      } else {
+        postgresSkipped = 'PostgreSQL not reachable';
+        log(`crl: ${postgresSkipped}`);
+      }
+    }
+    for (const t of targets) {
+      // Open once so that the migrations create the schema.
+      await (await Authority.open(ca.dir, { env: ENV, databaseUrl: t.url })).close();
+      const f0 = performance.now();
+      if (t.url) await fillPostgres(t.url, o.entries);
+      else fillSqlite(ca.dir, o.entries);
+      const fillSeconds = round((performance.now() - f0) / 1000, 1);
+      log(`crl: ${t.store} filled in ${fillSeconds} s`);
+      const runs: CrlChildReport[] = [];
+      for (let i = 0; i < o.runs; i++) {
+        const r = await runChild<CrlChildReport>(['crl-child', ca.dir, ...(t.url ? [t.url] : [])]);
+        runs.push(r);
+        log(
+          `crl ${t.store} run ${i + 1}/${o.runs}: ${r.seconds} s, ${r.entries} entries, maxRSS ${r.maxRssMB} MB (baseline ${r.baselineRssMB} MB), event loop blocked up to ${r.longestEventLoopStallMs} ms`,
+        );
+      }
+      const { bytes, verification } = await verifyWithOpenssl(ca.dir, t.url, chainPem);
+      const phases = await runChild<CrlPhases>(
+        ['crl-phases', ca.dir, String(bytes), ...(t.url ? [t.url] : [])],
+        ['--expose-gc'],
+      );
+      log(
+        `crl ${t.store} parts: stream ${phases.streamSeconds} s (keyset pages ${phases.keysetSeconds} s), insertCrl ${phases.insertSeconds} s (+${phases.insertExtraRssMB} MB RSS over the ${phases.blobMB} MB blob)`,
+      );
+      log(`crl ${t.store}: openssl says ${verification.output.replace(/\s+/g, ' ')}`);
+      const medianSeconds = round(median(runs.map((r) => r.seconds)), 2);
+      const medianMaxRssMB = round(median(runs.map((r) => r.maxRssMB)), 1);
+      stores.push({
+        store: t.store,
+        entries: runs[0]!.entries,
+        fillSeconds,
+        runs,
+        medianSeconds,
+        medianMaxRssMB,
+        medianSampledPeakRssMB: round(median(runs.map((r) => r.sampledPeakRssMB)), 1),
+        medianBaselineRssMB: round(median(runs.map((r) => r.baselineRssMB)), 1),
+        medianLongestStallMs: median(runs.map((r) => r.longestEventLoopStallMs)),
+        crlBytes: bytes,
+        phases,
+        restSeconds: round(medianSeconds - phases.streamSeconds - phases.insertSeconds, 2),
+        verification,
+        meetsTarget: {
+          time: medianSeconds < CRL_TARGET.seconds,
+          memory: medianMaxRssMB < CRL_TARGET.peakRssMB,
+        },
+      });
+    }
+    printTable(
+      `CRL of ${o.entries.toLocaleString('en-US')} entries: generateCrl('sign') in a fresh process (median of ${o.runs} runs)`,
+      [
+        'store',
+        'entries',
+        'seconds',
+        'peak RSS MB (maxRSS)',
+        'sampled peak MB',
+        'baseline MB',
+        'longest event-loop stall ms',
+        'CRL bytes',
+        'openssl verify',
+        `target < ${CRL_TARGET.seconds} s`,
+        `target < ${CRL_TARGET.peakRssMB} MB`,
+      ],
+      stores.map((s) => [
+        s.store,
+        s.entries,
+        s.medianSeconds,
+        s.medianMaxRssMB,
+        s.medianSampledPeakRssMB,
+        s.medianBaselineRssMB,
+        s.medianLongestStallMs,
+        s.crlBytes,
+        s.verification.ok ? `OK (crlNumber=${s.verification.crlNumber})` : 'FAILED',
+        s.meetsTarget.time ? 'met' : 'NOT met',
+        s.meetsTarget.memory ? 'met' : 'NOT met',
+      ]),
+    );
+    printTable(
+      "CRL: where the time of generateCrl('sign') goes (parts timed alone in another fresh process)",
+      [
+        'store',
+        'generateCrl s',
+        'streamRevocations drain s',
+        'insertCrl s',
+        'rest s (encode, sign, concat)',
+        'keyset pages drain s (alternative)',
+        'insertCrl extra RSS MB',
+      ],
+      stores.map((s) => [
+        s.store,
+        s.medianSeconds,
+        s.phases.streamSeconds,
+        s.phases.insertSeconds,
+        s.restSeconds,
+        s.phases.keysetSeconds,
+        s.phases.insertExtraRssMB,
+      ]),
+    );
+    return {
+      options: o,
+      target: `generateCrl of ${o.entries} entries < ${CRL_TARGET.seconds} s and peak RSS < ${CRL_TARGET.peakRssMB} MB`,
+      stores,
+      ...(postgresSkipped ? { postgresSkipped } : {}),
+    };
+  } finally {
+    await pgDb?.drop().catch((e) => log(`could not drop ${pgDb?.name}: ${e}`));
+    ca.cleanup();
+  }
+}
+
+function readCertPem(path: string): string {
+  const der = readCertDer(path);
+  return `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`;
+}
+
+/** The child: `node bin/bench.js crl-child <dataDir> [databaseUrl]`. Prints one JSON line. */
+export async function crlChild(dir: string, databaseUrl?: string): Promise<void> {
+  let peakRss = 0;
+  let peakHeap = 0;
+  let peakExternal = 0;
+  let samples = 0;
+  let lastTick = 0;
+  let longestGap = 0;
+  const sample = () => {
+    const now = performance.now();
+    longestGap = Math.max(longestGap, now - lastTick);
+    lastTick = now;
+    const m = process.memoryUsage();
+    samples++;
+    if (m.rss > peakRss) peakRss = m.rss;
+    if (m.heapUsed > peakHeap) peakHeap = m.heapUsed;
+    if (m.external + m.arrayBuffers > peakExternal) peakExternal = m.external + m.arrayBuffers;
+  };
+  const authority = await Authority.open(dir, { env: ENV, databaseUrl });
+  const baseline = process.memoryUsage.rss();
+  const timer = setInterval(sample, 20);
+  const t0 = performance.now();
+  lastTick = t0;
+  const r = await authority.generateCrl('sign');
+  const seconds = (performance.now() - t0) / 1000;
+  clearInterval(timer);
+  sample();
+  const maxRss = process.resourceUsage().maxRSS * 1024;
+  await authority.close();
+  const report: CrlChildReport = {
+    seconds: round(seconds, 3),
+    entries: r.entries,
+    crlNumber: r.number,
+    baselineRssMB: round(baseline / MB, 1),
+    sampledPeakRssMB: round(peakRss / MB, 1),
+    maxRssMB: round(maxRss / MB, 1),
+    sampledPeakHeapUsedMB: round(peakHeap / MB, 1),
+    sampledPeakExternalMB: round(peakExternal / MB, 1),
+    samples,
+    longestEventLoopStallMs: Math.round(longestGap),
+  };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+/**
+ * The child `node --expose-gc bin/bench.js crl-phases <dataDir> <crlBytes> [databaseUrl]`: times the
+ * parts of generateCrl alone. The insert runs first, in the fresh process, so that its memory can
+ * be read from maxRSS.
+ */
+export async function crlPhasesChild(dir: string, crlBytes: number, databaseUrl?: string): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
+  const authority = await Authority.open(dir, { env: ENV, databaseUrl });
+  const db = authority.store.db;
+  gc();
+  const blob = randomBytes(crlBytes);
+  gc();
+  const withBlob = process.memoryUsage.rss();
+  let t0 = performance.now();
+  await insertCrl(db, {
+    ca: 'auth',
+    number: 1_000_000 + Math.floor(Math.random() * 1_000_000),
+    kind: 'full',
+    base_number: null,
+    this_update: 0,
+    next_update: 1,
+    max_revocation_id: 0,
+    entries: 0,
+    der: blob,
+  });
+  const insertSeconds = (performance.now() - t0) / 1000;
+  const insertExtra = Math.max(0, process.resourceUsage().maxRSS * 1024 - withBlob);
+
+  const notAfterFrom = Date.now();
+  t0 = performance.now();
+  let n = 0;
+  for await (const _ of streamRevocations(db, { ca: 'sign', notAfterFrom })) n++;
+  const streamSeconds = (performance.now() - t0) / 1000;
+
+  t0 = performance.now();
+  let last = 0;
+  let m = 0;
+  for (;;) {
+    const rows = await db
+      .selectFrom('revocations')
+      .select(['id', 'serial', 'reason', 'revoked_at'])
+      .where('ca', '=', 'sign')
+      .where('not_after', '>=', notAfterFrom)
+      .where('id', '>', last)
+      .orderBy('id')
+      .limit(10_000)
+      .execute();
+    if (rows.length === 0) break;
+    m += rows.length;
+    last = rows[rows.length - 1]!.id;
+  }
+  const keysetSeconds = (performance.now() - t0) / 1000;
+  if (m !== n) throw new Error(`keyset read ${m} rows, the stream ${n}`);
+  await authority.close();
+  const report: CrlPhases = {
+    streamSeconds: round(streamSeconds, 2),
+    keysetSeconds: round(keysetSeconds, 2),
+    insertSeconds: round(insertSeconds, 2),
+    insertExtraRssMB: round(insertExtra / MB, 1),
+    blobMB: round(crlBytes / MB, 1),
+  };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+}

@@ -16,6 +16,7 @@ const BENCHMARKS = {
   issuance: async () => (await import('./issuance.ts')).benchIssuance(),
   crl: async () => (await import('./crl.ts')).benchCrl(),
   ocsp: async () => (await import('./ocsp.ts')).benchOcsp(),
+  verify: async () => (await import('./verify.ts')).benchVerify(),
 } as const;
 type BenchName = keyof typeof BENCHMARKS;
 

@@ -163,7 +163,7 @@ export async function verifySignature(input: VerifySignatureInput): Promise<Vali
     timestamps.push({
       time: v.genTime.toISOString(),
       valid: ok,
-      tsa: new X509Certificate(v.tsaCertificate).subject.replace(/\n/g, ', '),
+      tsa: certificateFrom(v.tsaCertificate).subject.display,
       message: ok
         ? 'time stamp verified'
         : `the time-stamp authority's certificate did not validate: ${tsaPath.message}`,
@@ -244,7 +244,7 @@ export async function verifySignature(input: VerifySignatureInput): Promise<Vali
     timestampTime,
     longTermValidation,
     signer,
-    certificateChain: path.chain.map((der) => new X509Certificate(der).subject.replace(/\n/g, ', ')),
+    certificateChain: path.chain.map((der) => certificateFrom(der).subject.display),
     timestamps,
     revocation: path.revocation,
     messages,
@@ -300,7 +300,21 @@ function pemToDer(data: Buffer): Buffer {
   return m ? Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64') : data;
 }
 
+// A verifier sees the same signers again and again; the summary of a certificate never changes.
+const summaries = new Map<string, SignerSummary>();
+
 function summarise(der: Buffer): SignerSummary {
+  const key = der.toString('latin1');
+  let s = summaries.get(key);
+  if (!s) {
+    s = summariseUncached(der);
+    if (summaries.size >= 4096) summaries.delete(summaries.keys().next().value!);
+    summaries.set(key, s);
+  }
+  return { ...s };
+}
+
+function summariseUncached(der: Buffer): SignerSummary {
   const x = new X509Certificate(der);
   const parsed = certificateFrom(der);
   const policies = parsed.policies?.map((p) => p.oid) ?? [];

@@ -58,8 +58,24 @@ export interface CertificateInfo {
   parsed: Certificate;
 }
 
+// A verifier sees the same few certificates (one CA, its residents, one TSA) over and over: parse each
+// once. Keyed by the DER itself (latin1), bounded; entries are immutable.
+const CERT_CACHE_LIMIT = 4096;
+const certCache = new Map<string, CertificateInfo>();
+const keyCache = new WeakMap<CertificateInfo, KeyObject>();
+
 /** Parses a certificate (asn1-x509 schema) and slices out its issuer, serial, subject and SPKI. */
 export function certificateInfo(der: Uint8Array): CertificateInfo {
+  const key = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('latin1');
+  const hit = certCache.get(key);
+  if (hit) return hit;
+  const info = parseCertificateInfo(der);
+  if (certCache.size >= CERT_CACHE_LIMIT) certCache.delete(certCache.keys().next().value!);
+  certCache.set(key, info);
+  return info;
+}
+
+function parseCertificateInfo(der: Uint8Array): CertificateInfo {
   const bytes = Buffer.from(der);
   let parsed: Certificate;
   try {
@@ -96,7 +112,12 @@ export function certificateInfo(der: Uint8Array): CertificateInfo {
 /** A certificate's public key for node:crypto. */
 function publicKeyOf(cert: CertificateInfo): KeyObject {
   try {
-    return createPublicKey({ key: cert.spki, format: 'der', type: 'spki' });
+    let key = keyCache.get(cert);
+    if (!key) {
+      key = createPublicKey({ key: cert.spki, format: 'der', type: 'spki' });
+      keyCache.set(cert, key);
+    }
+    return key;
   } catch (e) {
     return formatError(`unusable public key in the certificate: ${e instanceof Error ? e.message : e}`);
   }

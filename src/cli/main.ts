@@ -7,7 +7,10 @@ import { revocationReasons } from '../authority/reasons.ts';
 import { parseSex } from '../core/basic-facts.ts';
 import type { CaId } from '../core/profiles.ts';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '../core/signer.ts';
+import { registerAuditCommands } from './audit.ts';
+import { registerCardCommands } from './card.ts';
 import { registerSignCommands } from './sign.ts';
+import { registerStaffCommands } from './staff.ts';
 import { registerValidateCommand, registerVerifyCommand } from './verify.ts';
 
 const debug = process.argv.includes('--debug');
@@ -189,6 +192,9 @@ program
   });
 
 registerSignCommands(program);
+registerStaffCommands(program);
+registerAuditCommands(program);
+registerCardCommands(program);
 registerValidateCommand(program);
 registerVerifyCommand(program);
 

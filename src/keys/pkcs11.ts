@@ -2,7 +2,7 @@ import { createHash, createPublicKey, randomBytes, timingSafeEqual } from 'node:
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { endianness } from 'node:os';
 import pkcs11js from 'pkcs11js';
-import { oid, readTlv, sequence, unsignedInteger } from '../core/der.ts';
+import { oid, readChildren, readTlv, sequence, slice, unsignedInteger } from '../core/der.ts';
 import { OID } from '../core/oids.ts';
 import type { KeyAlgorithm, Signer } from '../core/signer.ts';
 import { KeyExistsError, KeyNotFoundError, type KeyStore } from './keystore.ts';
@@ -420,6 +420,33 @@ export class Pkcs11KeyStore implements KeyStore {
     });
   }
 
+  /**
+   * Destroys the private and public key objects labelled `label`, and certificate objects with the
+   * same label. Returns how many objects were destroyed (0: there was no such key). For IC cards,
+   * whose key slots are regenerated at the counter; the authority's keys are never deleted.
+   */
+  async deleteKey(label: string): Promise<number> {
+    checkLabel(label);
+    return this.run((session) => {
+      const labelBytes = Buffer.from(label, 'utf8');
+      const objects = [pkcs11js.CKO_PRIVATE_KEY, pkcs11js.CKO_PUBLIC_KEY, pkcs11js.CKO_CERTIFICATE].flatMap(
+        (cls) =>
+          this.find(session, [
+            { type: pkcs11js.CKA_CLASS, value: cls },
+            { type: pkcs11js.CKA_LABEL, value: labelBytes },
+          ]),
+      );
+      for (const object of objects) {
+        try {
+          this.lib.C_DestroyObject(session, object);
+        } catch (e) {
+          throw new Error(`PKCS#11: cannot delete "${label}" on ${this.tokenDescription}: ${messageOf(e)}`);
+        }
+      }
+      return objects.length;
+    });
+  }
+
   /** Builds the SPKI from the public key object (or the RSA private key's public attributes). */
   private signerFor(
     session: Handle,
@@ -699,5 +726,330 @@ export function resolvePkcs11Pin(env: NodeJS.ProcessEnv): string | undefined {
     return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
   } catch (e) {
     throw new Error(`cannot read the PKCS#11 PIN file ${file} (JPKI_PKCS11_PIN_FILE): ${messageOf(e)}`);
+  }
+}
+
+// --- a token without a user login: PIN status, public objects, PIN management ---------------------
+//
+// Added for IC cards (src/card/pkcs11-card.ts): what a card reader can do before any PIN is given
+// (the PIN flags, the public key, the certificate), writing the certificate object (a public token
+// object: a R/W public session may create it), and the PIN operations (C_SetPIN; C_InitPIN under the
+// SO login, which is how a locked user PIN is reset). Shares the process-wide library and login
+// bookkeeping with Pkcs11KeyStore.
+
+/** Why a PIN operation failed. */
+export type Pkcs11PinFailure = 'incorrect' | 'locked' | 'invalid' | 'not-initialised';
+
+export class Pkcs11PinError extends Error {
+  override name = 'Pkcs11PinError';
+  constructor(
+    message: string,
+    readonly reason: Pkcs11PinFailure,
+    /** Which PIN: the user's or the security officer's. */
+    readonly user: 'user' | 'so',
+  ) {
+    super(message);
+  }
+}
+
+export interface Pkcs11TokenStatus {
+  label: string;
+  manufacturer: string;
+  model: string;
+  serialNumber: string;
+  /** CK_TOKEN_INFO.flags as read. */
+  flags: number;
+  userPinLocked: boolean;
+  userPinFinalTry: boolean;
+  userPinCountLow: boolean;
+  soPinLocked: boolean;
+  minPinLength: number;
+  maxPinLength: number;
+}
+
+export interface Pkcs11TokenOptions {
+  module: string;
+  tokenLabel: string;
+}
+
+/** A token opened without a PIN (one R/W public session); see the section comment. */
+export class Pkcs11Token {
+  readonly module: string;
+  readonly tokenLabel: string;
+  private readonly shared: SharedModule;
+  private readonly lib: pkcs11js.PKCS11;
+  private readonly slot: Handle;
+  private readonly slotKey: string;
+  private session: Handle | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | undefined;
+
+  constructor(options: Pkcs11TokenOptions) {
+    if (!options.module) throw new Error('PKCS#11: no module path given');
+    if (!options.tokenLabel) throw new Error('PKCS#11: no token label given');
+    this.module = options.module;
+    this.tokenLabel = options.tokenLabel;
+    this.shared = acquireModule(options.module);
+    this.lib = this.shared.lib;
+    try {
+      const matches = this.lib.C_GetSlotList(true).filter((slot) => {
+        const info = this.lib.C_GetTokenInfo(slot);
+        return info.flags & pkcs11js.CKF_TOKEN_INITIALIZED && trimLabel(info.label) === this.tokenLabel;
+      });
+      if (matches.length !== 1)
+        throw new Error(
+          matches.length === 0
+            ? `PKCS#11: no token labelled "${this.tokenLabel}" in ${this.module}`
+            : `PKCS#11: ${matches.length} tokens are labelled "${this.tokenLabel}"; labels must be unique`,
+        );
+      this.slot = matches[0]!;
+      this.slotKey = this.slot.toString('hex');
+      try {
+        this.session = this.lib.C_OpenSession(
+          this.slot,
+          pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION,
+        );
+      } catch (e) {
+        // A read-only card (a My Number Card through OpenSC): status, keys and certificates can still be read.
+        if (ckr(e) !== pkcs11js.CKR_TOKEN_WRITE_PROTECTED) throw e;
+        this.session = this.lib.C_OpenSession(this.slot, pkcs11js.CKF_SERIAL_SESSION);
+      }
+    } catch (e) {
+      releaseModule(this.shared);
+      throw e;
+    }
+  }
+
+  private get description(): string {
+    return `token "${this.tokenLabel}" (${this.module})`;
+  }
+
+  private run<T>(fn: (session: Handle) => T | Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new Error(`PKCS#11: ${this.description} is closed`));
+    const result = this.queue.then(() => {
+      if (!this.session) throw new Error(`PKCS#11: ${this.description} is closed`);
+      return fn(this.session);
+    });
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private find(session: Handle, template: Template): Handle[] {
+    this.lib.C_FindObjectsInit(session, template);
+    try {
+      const out: Handle[] = [];
+      for (;;) {
+        const batch = this.lib.C_FindObjects(session, 32);
+        if (batch.length === 0) return out;
+        out.push(...batch);
+      }
+    } finally {
+      this.lib.C_FindObjectsFinal(session);
+    }
+  }
+
+  private attribute(session: Handle, object: Handle, type: number): Buffer {
+    return this.lib.C_GetAttributeValue(session, object, [{ type }])[0]?.value ?? Buffer.alloc(0);
+  }
+
+  private byLabel(session: Handle, cls: number, label: string): Handle[] {
+    return this.find(session, [
+      { type: pkcs11js.CKA_CLASS, value: cls },
+      { type: pkcs11js.CKA_LABEL, value: Buffer.from(label, 'utf8') },
+    ]);
+  }
+
+  /** C_GetTokenInfo: the PIN flags (no PIN needed, no try consumed). */
+  async status(): Promise<Pkcs11TokenStatus> {
+    return this.run(() => {
+      const info = this.lib.C_GetTokenInfo(this.slot);
+      const f = info.flags;
+      return {
+        label: trimLabel(info.label),
+        manufacturer: trimLabel(info.manufacturerID),
+        model: trimLabel(info.model),
+        serialNumber: trimLabel(info.serialNumber),
+        flags: f,
+        userPinLocked: (f & pkcs11js.CKF_USER_PIN_LOCKED) !== 0,
+        userPinFinalTry: (f & pkcs11js.CKF_USER_PIN_FINAL_TRY) !== 0,
+        userPinCountLow: (f & pkcs11js.CKF_USER_PIN_COUNT_LOW) !== 0,
+        soPinLocked: (f & pkcs11js.CKF_SO_PIN_LOCKED) !== 0,
+        minPinLength: info.minPinLen,
+        maxPinLength: info.maxPinLen,
+      };
+    });
+  }
+
+  /** SubjectPublicKeyInfo (DER) of the public key object labelled `label`, or undefined. */
+  async publicKeySpki(label: string): Promise<Buffer | undefined> {
+    checkLabel(label);
+    return this.run((session) => {
+      const keys = this.byLabel(session, pkcs11js.CKO_PUBLIC_KEY, label);
+      if (keys.length === 0) return undefined;
+      if (keys.length > 1) throw new Error(`PKCS#11: ${keys.length} public keys are labelled "${label}"`);
+      const key = keys[0]!;
+      const keyType = ulong(this.attribute(session, key, pkcs11js.CKA_KEY_TYPE));
+      if (keyType === pkcs11js.CKK_RSA) {
+        const n = this.attribute(session, key, pkcs11js.CKA_MODULUS);
+        const e = this.attribute(session, key, pkcs11js.CKA_PUBLIC_EXPONENT);
+        return createPublicKey({ key: { kty: 'RSA', n: b64url(n), e: b64url(e) }, format: 'jwk' }).export({
+          type: 'spki',
+          format: 'der',
+        });
+      }
+      if (keyType === pkcs11js.CKK_EC) {
+        if (!this.attribute(session, key, pkcs11js.CKA_EC_PARAMS).equals(P256_PARAMS))
+          throw new Error(`PKCS#11: EC key "${label}" is not on P-256`);
+        const { x, y } = ecPointCoordinates(this.attribute(session, key, pkcs11js.CKA_EC_POINT), 32);
+        return createPublicKey({
+          key: { kty: 'EC', crv: 'P-256', x: b64url(x), y: b64url(y) },
+          format: 'jwk',
+        }).export({ type: 'spki', format: 'der' });
+      }
+      throw new Error(`PKCS#11: key "${label}" has unsupported CKA_KEY_TYPE ${keyType}`);
+    });
+  }
+
+  /** CKA_VALUE of the certificate object labelled `label`, or undefined. */
+  async readCertificate(label: string): Promise<Buffer | undefined> {
+    checkLabel(label);
+    return this.run((session) => {
+      const certs = this.byLabel(session, pkcs11js.CKO_CERTIFICATE, label);
+      if (certs.length > 1) throw new Error(`PKCS#11: ${certs.length} certificates are labelled "${label}"`);
+      return certs[0] ? this.attribute(session, certs[0], pkcs11js.CKA_VALUE) : undefined;
+    });
+  }
+
+  /**
+   * Stores `der` as a public X.509 certificate object labelled `label` with the CKA_ID of the public
+   * key of that label, replacing any certificate of that label. Does not compare the keys: the caller does.
+   */
+  async writeCertificate(label: string, der: Buffer): Promise<void> {
+    checkLabel(label);
+    const parts = certificateParts(der);
+    return this.run((session) => {
+      const keys = this.byLabel(session, pkcs11js.CKO_PUBLIC_KEY, label);
+      if (keys.length !== 1)
+        throw new Error(`PKCS#11: ${keys.length} public keys labelled "${label}" on ${this.description}`);
+      const id = this.attribute(session, keys[0]!, pkcs11js.CKA_ID);
+      const old = this.byLabel(session, pkcs11js.CKO_CERTIFICATE, label);
+      try {
+        this.lib.C_CreateObject(session, [
+          { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_CERTIFICATE },
+          { type: pkcs11js.CKA_CERTIFICATE_TYPE, value: pkcs11js.CKC_X_509 },
+          { type: pkcs11js.CKA_TOKEN, value: true },
+          { type: pkcs11js.CKA_PRIVATE, value: false },
+          { type: pkcs11js.CKA_LABEL, value: Buffer.from(label, 'utf8') },
+          { type: pkcs11js.CKA_ID, value: id },
+          { type: pkcs11js.CKA_SUBJECT, value: parts.subject },
+          { type: pkcs11js.CKA_ISSUER, value: parts.issuer },
+          { type: pkcs11js.CKA_SERIAL_NUMBER, value: parts.serial },
+          { type: pkcs11js.CKA_VALUE, value: der },
+        ]);
+      } catch (e) {
+        throw new Error(`PKCS#11: cannot store the certificate on ${this.description}: ${messageOf(e)}`);
+      }
+      for (const object of old) this.lib.C_DestroyObject(session, object);
+    });
+  }
+
+  /** C_SetPIN: changes the user PIN (the old one is checked by the token). */
+  async setUserPin(oldPin: string, newPin: string): Promise<void> {
+    return this.run((session) => {
+      try {
+        this.lib.C_SetPIN(session, oldPin, newPin);
+      } catch (e) {
+        throw pinError(e, 'user', this.description, 'changing the user PIN');
+      }
+      // A key store of this process logged in with the old PIN: it is still logged in, now with the new one.
+      const login = this.shared.logins.get(this.slotKey);
+      if (login) login.pinHash = createHash('sha256').update(newPin, 'utf8').digest();
+    });
+  }
+
+  /**
+   * Resets the user PIN: SO login, C_InitPIN(newPin), logout. This is how a locked user PIN is opened
+   * again. Refused while a key store of this process is logged in to the token.
+   */
+  async initUserPin(soPin: string, newPin: string): Promise<void> {
+    return this.run((session) => {
+      if (this.shared.logins.has(this.slotKey))
+        throw new Error(
+          `PKCS#11: a key store of this process is logged in to ${this.description}; close it before resetting the PIN`,
+        );
+      try {
+        this.lib.C_Login(session, pkcs11js.CKU_SO, soPin);
+      } catch (e) {
+        throw pinError(e, 'so', this.description, 'the SO login');
+      }
+      try {
+        this.lib.C_InitPIN(session, newPin);
+      } catch (e) {
+        throw pinError(e, 'user', this.description, 'setting the user PIN');
+      } finally {
+        try {
+          this.lib.C_Logout(session);
+        } catch {
+          // already logged out
+        }
+      }
+    });
+  }
+
+  /** Closes the session and releases the library. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.queue.then(() => {
+      const session = this.session;
+      if (!session) return;
+      this.session = undefined;
+      try {
+        this.lib.C_CloseSession(session);
+      } catch {
+        // gone
+      }
+      releaseModule(this.shared);
+    });
+    return this.closing;
+  }
+}
+
+function pinError(e: unknown, user: 'user' | 'so', token: string, during: string): Error {
+  const who = user === 'so' ? 'SO PIN' : 'user PIN';
+  switch (ckr(e)) {
+    case pkcs11js.CKR_PIN_INCORRECT:
+      return new Pkcs11PinError(`PKCS#11: wrong ${who} for ${token}`, 'incorrect', user);
+    case pkcs11js.CKR_PIN_LOCKED:
+      return new Pkcs11PinError(`PKCS#11: the ${who} of ${token} is locked`, 'locked', user);
+    case pkcs11js.CKR_PIN_LEN_RANGE:
+    case pkcs11js.CKR_PIN_INVALID:
+      return new Pkcs11PinError(
+        `PKCS#11: ${token} does not accept that ${who} (length or characters)`,
+        'invalid',
+        user,
+      );
+    case pkcs11js.CKR_USER_PIN_NOT_INITIALIZED:
+      return new Pkcs11PinError(
+        `PKCS#11: the user PIN of ${token} has not been initialised`,
+        'not-initialised',
+        user,
+      );
+    default:
+      return new Error(`PKCS#11: ${during} on ${token} failed: ${messageOf(e)}`);
+  }
+}
+
+/** The DER subject, issuer and serial INTEGER of a certificate, as X.509 certificate objects carry them. */
+function certificateParts(der: Buffer): { subject: Buffer; issuer: Buffer; serial: Buffer } {
+  try {
+    const outer = readTlv(der, 0);
+    if (outer.end !== der.length) throw new Error('trailing data');
+    const tbs = readChildren(der, outer)[0]!;
+    const fields = readChildren(der, tbs);
+    const at = fields[0]?.tag === 0xa0 ? 1 : 0;
+    const [serial, , issuer, , subject] = fields.slice(at);
+    if (!serial || !issuer || !subject || serial.tag !== 0x02) throw new Error('short');
+    return { serial: slice(der, serial), issuer: slice(der, issuer), subject: slice(der, subject) };
+  } catch {
+    throw new Error('PKCS#11: not a DER X.509 certificate');
   }
 }

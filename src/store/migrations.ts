@@ -12,6 +12,8 @@
 // Revocations are read by CA in id order (delta CRLs, streaming full CRLs) and by CA and expiry.
 
 import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+import { migration0002 } from './migrations/0002_register.ts';
+import { migration0003 } from './migrations/0003_staff_audit.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -125,6 +127,8 @@ function migration0001(dialect: Dialect): Migration {
 export function migrations(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_authority': migration0001(dialect),
+    '0002_register': migration0002(dialect),
+    '0003_staff_audit': migration0003(dialect),
   };
 }
 

@@ -63,6 +63,15 @@ export interface Database {
   certificates: CertificatesTable;
   revocations: RevocationsTable;
   crls: CrlsTable;
+  staff: import('./staff-schema.ts').StaffTable;
+  staff_sessions: import('./staff-schema.ts').StaffSessionsTable;
+  audit_log: import('./staff-schema.ts').AuditLogTable;
+  audit_head: import('./staff-schema.ts').AuditHeadTable;
+  residents: import('./register-schema.ts').ResidentsTable;
+  register_events: import('./register-schema.ts').RegisterEventsTable;
+  outbox: import('./register-schema.ts').OutboxTable;
+  certificate_slots: import('./register-schema.ts').CertificateSlotsTable;
+  revocation_causes: import('./register-schema.ts').RevocationCausesTable;
 }
 
 export type CertificateRow = Selectable<CertificatesTable>;

@@ -17,6 +17,7 @@ const BENCHMARKS = {
   crl: async () => (await import('./crl.ts')).benchCrl(),
   ocsp: async () => (await import('./ocsp.ts')).benchOcsp(),
   verify: async () => (await import('./verify.ts')).benchVerify(),
+  register: async () => (await import('./register.ts')).benchRegister(),
 } as const;
 type BenchName = keyof typeof BENCHMARKS;
 

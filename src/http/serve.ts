@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Authority } from '../authority/authority.ts';
 import { dataPaths } from '../authority/config.ts';
 import type { CaId } from '../core/profiles.ts';
+import { OutboxProcessor } from '../register/outbox.ts';
 import { buildServer } from './server.ts';
 
 export interface ServeOptions {
@@ -40,6 +41,11 @@ export async function serve(o: ServeOptions): Promise<void> {
     operatorToken,
     logger: { level: process.env.LOG_LEVEL ?? 'info' },
   });
+  // Register events revoke certificates through the outbox: process it while serving.
+  const outbox = new OutboxProcessor(authority, {
+    onError: (e) => app.log.error({ err: e }, 'outbox processing failed'),
+  });
+  outbox.start();
   await app.listen({ port: o.port, host: o.host });
   const base = `http://${hostForUrl(o.host)}:${o.port}`;
   process.stdout.write(
@@ -57,6 +63,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   );
   const stop = async () => {
     clearInterval(timer);
+    await outbox.stop();
     await app.close();
     await authority.close();
     process.exit(0);

@@ -14,6 +14,7 @@ import { SerialFormatError } from '../core/serial.ts';
 import { crlDer, UnknownCertificateError } from '../store/certificates.ts';
 import { RevocationSource } from '../verifier/revocation-source.ts';
 import { type ValidationReport, verifySignature } from '../verifier/verify-signature.ts';
+import { counterRoutes } from './counter-routes.ts';
 
 export interface ServerOptions {
   authority: Authority;
@@ -459,6 +460,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         : rest;
     },
   );
+
+  await app.register(counterRoutes, { authority });
 
   // ---- operators' API ----
   const expected = Buffer.from(opts.operatorToken);

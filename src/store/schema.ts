@@ -72,6 +72,9 @@ export interface Database {
   outbox: import('./register-schema.ts').OutboxTable;
   certificate_slots: import('./register-schema.ts').CertificateSlotsTable;
   revocation_causes: import('./register-schema.ts').RevocationCausesTable;
+  counter_cases: import('./counter-schema.ts').CounterCasesTable;
+  counter_receipt_sequences: import('./counter-schema.ts').CounterReceiptSequencesTable;
+  counter_issuances: import('./counter-schema.ts').CounterIssuancesTable;
 }
 
 export type CertificateRow = Selectable<CertificatesTable>;

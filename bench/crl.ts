@@ -1,7 +1,7 @@
 // CRL of 1,000,000 entries: a store is filled with a million revoked certificates of the sign CA
 // (bulk inserts, not timed), then a fresh child process times authority.generateCrl('sign') end to
 // end (stream from the store, encode, sign, store) and reports its memory: the kernel's maxRSS and
-// process.memoryUsage().rss sampled every 20 ms.
+// process.memoryUsage().rss sampled every 20 ms, and how long the event loop was blocked at a stretch.
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -9,15 +9,19 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { Authority } from '../src/authority/authority.ts';
+import { Authority, certificateParts } from '../src/authority/authority.ts';
 import { dataPaths } from '../src/authority/config.ts';
+import { buildCrl, releaseCrl } from '../src/core/crl.ts';
 import { readChildren, readTlv } from '../src/core/der.ts';
 import { newSerial } from '../src/core/serial.ts';
-import { insertCrl, streamRevocations } from '../src/store/certificates.ts';
+import { keyIdentifier } from '../src/core/spki.ts';
+import { SoftwareSigner } from '../src/keys/software.ts';
+import { insertCrl, streamRevocationPages } from '../src/store/certificates.ts';
 import {
   type BenchDatabase,
   createAuthority,
   createPostgresDatabase,
+  decryptKey,
   ENV,
   firstJsonLine,
   log,
@@ -63,17 +67,20 @@ export interface CrlChildReport {
   longestEventLoopStallMs: number;
 }
 
-/** What one crl-phases run reports: the parts of generateCrl timed alone. */
+/** What one crl-phases run reports: the parts of generateCrl timed alone, one after the other. */
 export interface CrlPhases {
-  /** Draining streamRevocations (what generateCrl reads through), no encoding. */
-  streamSeconds: number;
-  /** The same rows read with Kysely keyset pagination (10,000 rows per query), for comparison. */
-  keysetSeconds: number;
-  /** insertCrl of a blob of the CRL's size. */
+  /** Draining streamRevocationPages (what generateCrl reads through), no encoding; a second pass. */
+  drainSeconds: number;
+  /** Reading the pages again and encoding and signing the CRL (buildCrl), nothing stored. */
+  buildSeconds: number;
+  /** insertCrl of that CRL, freeing it once the store has its copy (as generateCrl does). */
   insertSeconds: number;
-  /** maxRSS growth during that insert beyond the RSS with the blob already allocated. */
-  insertExtraRssMB: number;
-  blobMB: number;
+  /** process.resourceUsage().maxRSS after the build, and after the insert. */
+  maxRssAfterBuildMB: number;
+  maxRssAfterInsertMB: number;
+  /** RSS after the authority is open, before anything else. */
+  baselineRssMB: number;
+  crlMB: number;
 }
 
 export interface CrlStoreResult {
@@ -87,9 +94,9 @@ export interface CrlStoreResult {
   medianBaselineRssMB: number;
   medianLongestStallMs: number;
   crlBytes: number;
+  /** medianMaxRssMB - medianBaselineRssMB: what generating the CRL adds to the process. */
+  medianPeakAboveBaselineMB: number;
   phases: CrlPhases;
-  /** medianSeconds - stream - insert: encoding the entries, hashing/signing, Buffer.concat, sha256. */
-  restSeconds: number;
   verification: { command: string; ok: boolean; crlNumber?: string; output: string; countedEntries: number };
   meetsTarget: { time: boolean; memory: boolean };
 }
@@ -273,12 +280,9 @@ export async function benchCrl(o: CrlOptions = CRL_DEFAULTS): Promise<CrlResult>
         );
       }
       const { bytes, verification } = await verifyWithOpenssl(ca.dir, t.url, chainPem);
-      const phases = await runChild<CrlPhases>(
-        ['crl-phases', ca.dir, String(bytes), ...(t.url ? [t.url] : [])],
-        ['--expose-gc'],
-      );
+      const phases = await runChild<CrlPhases>(['crl-phases', ca.dir, ...(t.url ? [t.url] : [])]);
       log(
-        `crl ${t.store} parts: stream ${phases.streamSeconds} s (keyset pages ${phases.keysetSeconds} s), insertCrl ${phases.insertSeconds} s (+${phases.insertExtraRssMB} MB RSS over the ${phases.blobMB} MB blob)`,
+        `crl ${t.store} parts: drain ${phases.drainSeconds} s, build (drain + encode + sign) ${phases.buildSeconds} s, insertCrl ${phases.insertSeconds} s; maxRSS ${phases.maxRssAfterBuildMB} MB after the build, ${phases.maxRssAfterInsertMB} MB after the insert (baseline ${phases.baselineRssMB} MB)`,
       );
       log(`crl ${t.store}: openssl says ${verification.output.replace(/\s+/g, ' ')}`);
       const medianSeconds = round(median(runs.map((r) => r.seconds)), 2);
@@ -292,10 +296,10 @@ export async function benchCrl(o: CrlOptions = CRL_DEFAULTS): Promise<CrlResult>
         medianMaxRssMB,
         medianSampledPeakRssMB: round(median(runs.map((r) => r.sampledPeakRssMB)), 1),
         medianBaselineRssMB: round(median(runs.map((r) => r.baselineRssMB)), 1),
+        medianPeakAboveBaselineMB: round(median(runs.map((r) => r.maxRssMB - r.baselineRssMB)), 1),
         medianLongestStallMs: median(runs.map((r) => r.longestEventLoopStallMs)),
         crlBytes: bytes,
         phases,
-        restSeconds: round(medianSeconds - phases.streamSeconds - phases.insertSeconds, 2),
         verification,
         meetsTarget: {
           time: medianSeconds < CRL_TARGET.seconds,
@@ -312,6 +316,7 @@ export async function benchCrl(o: CrlOptions = CRL_DEFAULTS): Promise<CrlResult>
         'peak RSS MB (maxRSS)',
         'sampled peak MB',
         'baseline MB',
+        'peak - baseline MB',
         'longest event-loop stall ms',
         'CRL bytes',
         'openssl verify',
@@ -325,6 +330,7 @@ export async function benchCrl(o: CrlOptions = CRL_DEFAULTS): Promise<CrlResult>
         s.medianMaxRssMB,
         s.medianSampledPeakRssMB,
         s.medianBaselineRssMB,
+        s.medianPeakAboveBaselineMB,
         s.medianLongestStallMs,
         s.crlBytes,
         s.verification.ok ? `OK (crlNumber=${s.verification.crlNumber})` : 'FAILED',
@@ -333,24 +339,24 @@ export async function benchCrl(o: CrlOptions = CRL_DEFAULTS): Promise<CrlResult>
       ]),
     );
     printTable(
-      "CRL: where the time of generateCrl('sign') goes (parts timed alone in another fresh process)",
+      "CRL: the parts of generateCrl('sign'), one after the other in another fresh process",
       [
         'store',
         'generateCrl s',
-        'streamRevocations drain s',
+        'drain pages s',
+        'encode + sign s (build - drain)',
         'insertCrl s',
-        'rest s (encode, sign, concat)',
-        'keyset pages drain s (alternative)',
-        'insertCrl extra RSS MB',
+        'maxRSS after build MB',
+        'maxRSS after insert MB',
       ],
       stores.map((s) => [
         s.store,
         s.medianSeconds,
-        s.phases.streamSeconds,
+        s.phases.drainSeconds,
+        round(s.phases.buildSeconds - s.phases.drainSeconds, 2),
         s.phases.insertSeconds,
-        s.restSeconds,
-        s.phases.keysetSeconds,
-        s.phases.insertExtraRssMB,
+        s.phases.maxRssAfterBuildMB,
+        s.phases.maxRssAfterInsertMB,
       ]),
     );
     return {
@@ -415,65 +421,70 @@ export async function crlChild(dir: string, databaseUrl?: string): Promise<void>
 }
 
 /**
- * The child `node --expose-gc bin/bench.js crl-phases <dataDir> <crlBytes> [databaseUrl]`: times the
- * parts of generateCrl alone. The insert runs first, in the fresh process, so that its memory can
- * be read from maxRSS.
+ * The child `node bin/bench.js crl-phases <dataDir> [databaseUrl]`: times the parts of generateCrl
+ * one after the other: draining the revocation pages (twice; the second is timed), building the
+ * CRL from them (drain, encode, sign), storing it.
  */
-export async function crlPhasesChild(dir: string, crlBytes: number, databaseUrl?: string): Promise<void> {
-  const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
+export async function crlPhasesChild(dir: string, databaseUrl?: string): Promise<void> {
   const authority = await Authority.open(dir, { env: ENV, databaseUrl });
-  const db = authority.store.db;
-  gc();
-  const blob = randomBytes(crlBytes);
-  gc();
-  const withBlob = process.memoryUsage.rss();
-  let t0 = performance.now();
-  await insertCrl(db, {
-    ca: 'auth',
-    number: 1_000_000 + Math.floor(Math.random() * 1_000_000),
-    kind: 'full',
-    base_number: null,
-    this_update: 0,
-    next_update: 1,
-    max_revocation_id: 0,
-    entries: 0,
-    der: blob,
-  });
-  const insertSeconds = (performance.now() - t0) / 1000;
-  const insertExtra = Math.max(0, process.resourceUsage().maxRSS * 1024 - withBlob);
+  const baseline = process.memoryUsage.rss();
+  const maxRss = () => round((process.resourceUsage().maxRSS * 1024) / MB, 1);
+  const pages = () =>
+    streamRevocationPages(authority.store.reader, { ca: 'sign', notAfterFrom: thisUpdate.getTime() });
+  const thisUpdate = new Date(Math.floor(Date.now() / 1000) * 1000);
 
-  const notAfterFrom = Date.now();
-  t0 = performance.now();
+  // Drained twice, the second time timed: the first pass also compiles the code (JIT).
   let n = 0;
-  for await (const _ of streamRevocations(db, { ca: 'sign', notAfterFrom })) n++;
-  const streamSeconds = (performance.now() - t0) / 1000;
+  for await (const page of pages()) n += page.length;
+  let t0 = performance.now();
+  for await (const _ of pages());
+  const drainSeconds = (performance.now() - t0) / 1000;
+
+  const signCert = readCertDer(join(dir, 'certs', 'sign.pem'));
+  const { subject, spki } = certificateParts(signCert);
+  t0 = performance.now();
+  const der = await buildCrl(
+    SoftwareSigner.fromKeyObject(decryptKey(dir, 'sign')),
+    {
+      issuerNameDer: subject,
+      authorityKeyId: keyIdentifier(spki),
+      crlNumber: 1_000_000n,
+      thisUpdate,
+      nextUpdate: new Date(thisUpdate.getTime() + 86_400_000),
+    },
+    pages(),
+  );
+  const buildSeconds = (performance.now() - t0) / 1000;
+  const maxRssAfterBuildMB = maxRss();
+  const crlMB = round(der.length / MB, 1);
 
   t0 = performance.now();
-  let last = 0;
-  let m = 0;
-  for (;;) {
-    const rows = await db
-      .selectFrom('revocations')
-      .select(['id', 'serial', 'reason', 'revoked_at'])
-      .where('ca', '=', 'sign')
-      .where('not_after', '>=', notAfterFrom)
-      .where('id', '>', last)
-      .orderBy('id')
-      .limit(10_000)
-      .execute();
-    if (rows.length === 0) break;
-    m += rows.length;
-    last = rows[rows.length - 1]!.id;
-  }
-  const keysetSeconds = (performance.now() - t0) / 1000;
-  if (m !== n) throw new Error(`keyset read ${m} rows, the stream ${n}`);
+  await insertCrl(
+    authority.store.db,
+    {
+      ca: 'auth',
+      number: 1_000_000 + Math.floor(Math.random() * 1_000_000),
+      kind: 'full',
+      base_number: null,
+      this_update: 0,
+      next_update: 1,
+      max_revocation_id: 0,
+      entries: n,
+      der,
+    },
+    { afterCopy: () => releaseCrl(der) },
+  );
+  const insertSeconds = (performance.now() - t0) / 1000;
+  const maxRssAfterInsertMB = maxRss();
   await authority.close();
   const report: CrlPhases = {
-    streamSeconds: round(streamSeconds, 2),
-    keysetSeconds: round(keysetSeconds, 2),
+    drainSeconds: round(drainSeconds, 2),
+    buildSeconds: round(buildSeconds, 2),
     insertSeconds: round(insertSeconds, 2),
-    insertExtraRssMB: round(insertExtra / MB, 1),
-    blobMB: round(crlBytes / MB, 1),
+    maxRssAfterBuildMB,
+    maxRssAfterInsertMB,
+    baselineRssMB: round(baseline / MB, 1),
+    crlMB,
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }

@@ -3,8 +3,8 @@
 // figures of the whole run that BENCHMARKS.md quotes).
 // Internal sub-commands (child processes started by the benchmarks themselves):
 //   crl-child <dataDir> [databaseUrl]   times one generateCrl('sign') and reports its memory
-//   crl-phases <dataDir> <bytes> [url]  times the parts of generateCrl alone
-//   ocsp-server <dataDir>               serves the authority on 127.0.0.1 (random port)
+//   crl-phases <dataDir> [url]          times the parts of generateCrl one after the other
+//   ocsp-server <dataDir> [workers]     serves the authority on 127.0.0.1 (random port; workers > 1: node:cluster)
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -24,9 +24,9 @@ type BenchName = keyof typeof BENCHMARKS;
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === 'crl-child') return (await import('./crl.ts')).crlChild(rest[0]!, rest[1]);
-  if (command === 'crl-phases')
-    return (await import('./crl.ts')).crlPhasesChild(rest[0]!, Number(rest[1]), rest[2]);
-  if (command === 'ocsp-server') return (await import('./ocsp.ts')).ocspServerChild(rest[0]!);
+  if (command === 'crl-phases') return (await import('./crl.ts')).crlPhasesChild(rest[0]!, rest[1]);
+  if (command === 'ocsp-server')
+    return (await import('./ocsp.ts')).ocspServerChild(rest[0]!, Number(rest[1] ?? 1));
   const names = Object.keys(BENCHMARKS) as BenchName[];
   if (command !== undefined && !names.includes(command as BenchName)) {
     process.stderr.write(`usage: npm run bench [-- ${names.join('|')}]\n`);

@@ -4,10 +4,13 @@
 // load against `openssl ocsp` serving the same certificates from an index.txt.
 
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import cluster from 'node:cluster';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { CertID } from '@peculiar/asn1-ocsp';
+import { AsnParser } from '@peculiar/asn1-schema';
 import autocannon from 'autocannon';
 import SQLite from 'better-sqlite3';
 import { Authority } from '../src/authority/authority.ts';
@@ -59,7 +62,8 @@ export const OCSP_DEFAULTS: OcspOptions = {
 export const OCSP_TARGET = { ratio: 3, p99Ms: 5 };
 
 type Method = 'POST' | 'GET';
-type ServerId = 'open-jpki' | 'openssl-multi2' | 'openssl-1proc';
+/** open-jpki-2proc: the same server as two processes (node:cluster) on the same store. */
+type ServerId = 'open-jpki' | 'open-jpki-2proc' | 'openssl-multi2' | 'openssl-1proc';
 /** autocannon (keep-alive), or bench/loadgen.ts with one connection per request. */
 type Loader = 'autocannon' | 'raw-close';
 type Target = {
@@ -103,7 +107,7 @@ export interface OcspResult {
     ratio: number;
     meetsTarget: boolean;
   }[];
-  p99: { method: Method; loader: Loader; p99Ms: number; meetsTarget: boolean }[];
+  p99: { server: ServerId; method: Method; loader: Loader; p99Ms: number; meetsTarget: boolean }[];
   /** Where the server's time per request goes: µs per call of the parts of Authority.ocsp, alone. */
   breakdown: { part: string; microseconds: number }[];
   opensslSkipped?: string;
@@ -443,6 +447,52 @@ export async function benchOcsp(o: OcspOptions = OCSP_DEFAULTS): Promise<OcspRes
     sanity.openJpkiGet = `HTTP ${ourGet.status}: ${respinStatus(ourGet.body, ca.dir, issued[1]!.pem, rootPem, signPem)}`;
     log(`ocsp sanity (open-jpki): GET -> ${sanity.openJpkiGet}`);
 
+    // The same server as two processes (node:cluster, one listening socket), each with its own
+    // connection to the same SQLite store: the counterpart of openssl's -multi 2.
+    const server2 = spawn(process.execPath, [BIN_BENCH, 'ocsp-server', ca.dir, '2'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    stops.push(async () => {
+      server2.stdin?.end();
+      server2.kill('SIGTERM');
+      await waitExit(server2);
+    });
+    const { port: port2 } = await firstJsonLine<{ port: number }>(server2, 60_000);
+    await sleep(1000); // the second worker
+    sanity.openJpki2procRevoked = opensslClientStatus(
+      `http://127.0.0.1:${port2}/ocsp`,
+      ca.dir,
+      revoked.pem,
+      rootPem,
+      signPem,
+    );
+    const ourGet2 = await rawOnce(port2, rawGet('/ocsp/')[1]!);
+    sanity.openJpki2procGet = `HTTP ${ourGet2.status}: ${respinStatus(ourGet2.body, ca.dir, issued[1]!.pem, rootPem, signPem)}`;
+    log(
+      `ocsp sanity (open-jpki, 2 processes): revoked -> ${sanity.openJpki2procRevoked}, GET -> ${sanity.openJpki2procGet}`,
+    );
+    targets.push(
+      {
+        server: 'open-jpki-2proc',
+        method: 'POST',
+        loader: 'autocannon',
+        run: viaAutocannon(port2, post('/ocsp')),
+      },
+      {
+        server: 'open-jpki-2proc',
+        method: 'GET',
+        loader: 'autocannon',
+        run: viaAutocannon(port2, get('/ocsp/')),
+      },
+      {
+        server: 'open-jpki-2proc',
+        method: 'POST',
+        loader: 'raw-close',
+        run: viaRaw(port2, rawPost('/ocsp')),
+      },
+      { server: 'open-jpki-2proc', method: 'GET', loader: 'raw-close', run: viaRaw(port2, rawGet('/ocsp/')) },
+    );
+
     // 3. openssl ocsp on the same certificates.
     const shim = buildLoopbackShim(ca.dir);
     if (!shim) {
@@ -554,29 +604,32 @@ export async function benchOcsp(o: OcspOptions = OCSP_DEFAULTS): Promise<OcspRes
       cases.find((c) => c.server === s && c.method === m && c.loader === l);
     const ratios: OcspResult['ratios'] = [];
     const p99: OcspResult['p99'] = [];
-    for (const m of ['POST', 'GET'] as const) {
-      for (const l of ['autocannon', 'raw-close'] as const) {
-        const ours = find('open-jpki', m, l)!;
-        p99.push({
-          method: m,
-          loader: l,
-          p99Ms: ours.medianP99Ms,
-          meetsTarget: ours.medianP99Ms < OCSP_TARGET.p99Ms,
-        });
-        const theirs = find('openssl-multi2', m, 'raw-close');
-        if (!theirs) continue;
-        // Per-round ratios (measured a few seconds apart in the same round), then the median.
-        const ratio = round(median(ours.runs.map((x, i) => x.rps / theirs.runs[i]!.rps)), 2);
-        ratios.push({
-          method: m,
-          ours: `open-jpki via ${l === 'autocannon' ? 'autocannon (keep-alive)' : 'raw-close (connection per request)'}`,
-          oursRps: ours.medianRps,
-          opensslRps: theirs.medianRps,
-          ratio,
-          meetsTarget: ratio >= OCSP_TARGET.ratio,
-        });
+    for (const server of ['open-jpki', 'open-jpki-2proc'] as const)
+      for (const m of ['POST', 'GET'] as const) {
+        for (const l of ['autocannon', 'raw-close'] as const) {
+          const ours = find(server, m, l);
+          if (!ours) continue;
+          p99.push({
+            server,
+            method: m,
+            loader: l,
+            p99Ms: ours.medianP99Ms,
+            meetsTarget: ours.medianP99Ms < OCSP_TARGET.p99Ms,
+          });
+          const theirs = find('openssl-multi2', m, 'raw-close');
+          if (!theirs) continue;
+          // Per-round ratios (measured a few seconds apart in the same round), then the median.
+          const ratio = round(median(ours.runs.map((x, i) => x.rps / theirs.runs[i]!.rps)), 2);
+          ratios.push({
+            method: m,
+            ours: `${server === 'open-jpki' ? 'open-jpki (1 process)' : 'open-jpki (2 processes)'} via ${l === 'autocannon' ? 'autocannon (keep-alive)' : 'raw-close (connection per request)'}`,
+            oursRps: ours.medianRps,
+            opensslRps: theirs.medianRps,
+            ratio,
+            meetsTarget: ratio >= OCSP_TARGET.ratio,
+          });
+        }
       }
-    }
     printTable(
       `OCSP (${o.certificates} certificates, ${o.connections} connections, pipelining ${o.pipelining}; median of ${o.rounds} rounds of ${o.seconds} s)`,
       ['server', 'method', 'load generator', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors'],
@@ -602,7 +655,7 @@ export async function benchOcsp(o: OcspOptions = OCSP_DEFAULTS): Promise<OcspRes
           x.meetsTarget ? 'met' : 'NOT met',
         ]),
         ...p99.map((x) => [
-          `${x.method}: open-jpki p99 ms (${x.loader})`,
+          `${x.method}: ${x.server} p99 ms (${x.loader})`,
           x.p99Ms,
           `< ${OCSP_TARGET.p99Ms}`,
           x.meetsTarget ? 'met' : 'NOT met',
@@ -659,23 +712,32 @@ async function measureParts(
   const raw = new SQLite(dataPaths(dir).sqlite, { readonly: true });
   try {
     const stmt = raw.prepare(STATUS_SQL);
+    const certIdOf = (r: Buffer) => parseOcspRequest(r).certIds[0]!.der;
+    const certIds = requests.slice(0, 100).map(certIdOf);
     return [
       {
         part: 'Authority.ocsp, cached response (parse, CA match, status, cache hit)',
         microseconds: await time((i) => authority.ocsp(pick(requests, i))),
       },
-      { part: 'parseOcspRequest', microseconds: await time((i) => parseOcspRequest(pick(requests, i))) },
       {
-        part: 'certificateStatus (Kysely on better-sqlite3)',
+        part: 'parseOcspRequest (strict DER walk; CertID and extensions read from it)',
+        microseconds: await time((i) => parseOcspRequest(pick(requests, i))),
+      },
+      {
+        part: 'certificateStatus (SQL compiled once, statement prepared once)',
         microseconds: await time((i) => certificateStatus(authority.store.db, pick(serials, i))),
       },
       {
-        part: '  same SQL, better-sqlite3 prepare() + get() per call (what the Kysely driver does)',
+        part: '  the same SQL, better-sqlite3 statement prepared once, get()',
+        microseconds: await time((i) => stmt.get(pick(serials, i))),
+      },
+      {
+        part: 'no longer on the path: the same SQL, prepare() + get() per call (Kysely’s SQLite driver)',
         microseconds: await time((i) => raw.prepare(STATUS_SQL).get(pick(serials, i))),
       },
       {
-        part: '  same SQL, better-sqlite3 statement prepared once',
-        microseconds: await time((i) => stmt.get(pick(serials, i))),
+        part: 'no longer on the path: asn1-schema parse of the CertID (AsnParser.parse(CertID))',
+        microseconds: await time((i) => AsnParser.parse(pick(certIds, i), CertID)),
       },
     ];
   } finally {
@@ -683,8 +745,34 @@ async function measureParts(
   }
 }
 
-/** The child: `node bin/bench.js ocsp-server <dataDir>`. Prints {"port": n} once listening. */
-export async function ocspServerChild(dir: string): Promise<void> {
+/**
+ * The child: `node bin/bench.js ocsp-server <dataDir> [workers]`. Prints {"port": n} once listening.
+ * With workers > 1, a node:cluster primary that forks that many server processes sharing the
+ * listening socket, each with its own connection to the same store.
+ */
+export async function ocspServerChild(dir: string, workers = 1): Promise<void> {
+  if (workers > 1 && cluster.isPrimary) {
+    // The workers accept connections themselves from the shared socket. With node's default
+    // round-robin the primary accepts every connection and hands it to a worker over IPC, which
+    // costs more than the answer when each request has its own connection.
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    let printed = false;
+    cluster.on('listening', (_worker, address) => {
+      if (printed) return;
+      printed = true;
+      process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
+    });
+    for (let i = 0; i < workers; i++) cluster.fork();
+    const stop = () => {
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+      process.exit(0);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+    process.stdin.on('end', stop);
+    process.stdin.resume();
+    return;
+  }
   const authority = await Authority.open(dir, { env: ENV });
   const app = await buildServer({
     authority,
@@ -703,6 +791,7 @@ export async function ocspServerChild(dir: string): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+  if (cluster.isWorker) return; // the primary prints the port and watches the parent
   // Also stop when the parent goes away (its end of our stdin closes).
   process.stdin.on('end', stop);
   process.stdin.resume();

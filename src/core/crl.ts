@@ -1,10 +1,12 @@
 // Streaming CRL builder (RFC 5280 section 5).
 //
-// A CRL of a million entries is ~40-50 MB of DER. Entries are encoded one by one straight into
-// ~1 MiB chunk buffers as they arrive from the database, so no object per entry outlives its
-// iteration; only the chunks (external memory) are kept. Once the entries are exhausted the total
-// length is known, the TBSCertList header and tail are written around the chunks, and the signer
-// hashes the chunk list without it being concatenated here.
+// A CRL of a million entries is ~40-50 MB of DER. Entries are encoded one by one, as they arrive
+// from the database, straight into ONE buffer that grows in place: a resizable ArrayBuffer reserves
+// address space up front and only the pages written to take memory, so the CRL is never copied,
+// neither while it grows nor at the end. No object per entry outlives its iteration. Once the
+// entries are exhausted the total length is known: the TBSCertList header is written into the room
+// left before the entries, the extensions after them, the signer hashes the TBSCertList in place,
+// and the signature goes at the end. The result is a view of that one buffer.
 
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificateList } from '@peculiar/asn1-x509';
@@ -31,17 +33,27 @@ export interface RevokedEntry {
   /**
    * The certificate serial number as DER INTEGER content octets: minimal, positive (so a 0x00
    * prefix when the top bit of the magnitude is set), magnitude at most 20 octets.
-   * `integerContent()` from der.ts turns a magnitude into this form.
+   * `integerContent()` from der.ts turns a magnitude into this form. Or the same octets as
+   * lowercase hex, as the store keeps them (no Buffer per row).
    */
-  serial: Buffer;
-  /** revocationDate; fractional seconds are dropped. UTCTime through 2049, GeneralizedTime after. */
-  revokedAt: Date;
+  serial: Buffer | string;
+  /**
+   * revocationDate (a Date, or milliseconds since the epoch); fractional seconds are dropped.
+   * UTCTime through 2049, GeneralizedTime after.
+   */
+  revokedAt: Date | number;
   /**
    * CRLReason (RFC 5280 5.3.1): 1..10 except 7. Omitted or 0 (unspecified) writes no reasonCode
    * extension, as RFC 5280 recommends. 8 (removeFromCRL) is only allowed in a delta CRL.
    */
   reason?: number;
 }
+
+/**
+ * Entries one by one (sync or async), or, from an async source, in batches (arrays): a database read
+ * in pages hands over a page per step instead of paying one async step per row.
+ */
+export type RevokedEntries = Iterable<RevokedEntry> | AsyncIterable<RevokedEntry | readonly RevokedEntry[]>;
 
 export interface CrlParams {
   /** The issuing CA's subject Name (DER), used verbatim as the CRL issuer; must byte-match the CA certificate. */
@@ -63,6 +75,7 @@ export interface CrlParams {
 
 /** A built CRL as a list of buffers whose concatenation is the CertificateList DER. */
 export interface CrlChunks {
+  /** Views of one contiguous buffer, in order: the headers, the entries (≤ 1 MiB each), the tail. */
   chunks: Buffer[];
   /** Total length in bytes of all chunks. */
   length: number;
@@ -72,36 +85,49 @@ export class CrlError extends Error {
   override name = 'CrlError';
 }
 
-const CHUNK_SIZE = 1 << 20;
+/** The event loop gets a turn after about this many bytes of entries (~5,500 entries, a few ms). */
+const YIELD_EVERY = 256 << 10;
+/** The TBSCertList goes to the signer in parts of this size (a PKCS#11 token takes it in parts). */
+const SIGN_PART = 1 << 20;
+/** The buffer grows by this much at a time (committing pages, not copying). */
+const GROW_STEP = 8 << 20;
+/** Largest CRL: the address space reserved for the buffer (only what is written takes memory). */
+const MAX_CRL_BYTES = 2 ** 32 - 1;
 /** Largest encoded entry: SEQUENCE hdr 2 + INTEGER 2+21 + GeneralizedTime 2+15 + reasonCode extensions 14. */
 const MAX_ENTRY = 56;
+/** Room before the prefix for the longest Certificate and TBSCertList headers (tag + 5 length octets each). */
+const HEAD_ROOM = 12;
 /** Content octets of a CRLNumber may not exceed 20 (RFC 5280 5.2.3). */
 const MAX_CRL_NUMBER = 1n << 159n;
 
 /**
- * Builds and signs a CRL and returns the CertificateList DER as one Buffer. For large CRLs prefer
- * {@link buildCrlChunks}, which avoids the final copy.
+ * Builds and signs a CRL and returns the CertificateList DER as one Buffer (a view of the buffer
+ * it was built in: no copy).
  */
-export async function buildCrl(
-  signer: Signer,
-  params: CrlParams,
-  entries: AsyncIterable<RevokedEntry> | Iterable<RevokedEntry>,
-): Promise<Buffer> {
-  const { chunks, length } = await buildCrlChunks(signer, params, entries);
-  return Buffer.concat(chunks, length);
+export async function buildCrl(signer: Signer, params: CrlParams, entries: RevokedEntries): Promise<Buffer> {
+  return (await build(signer, params, entries)).der;
 }
 
 /**
  * Builds and signs a CRL, streaming `entries` (emitted in the order given; duplicates are not
- * detected) into ~1 MiB chunks. Returns the CertificateList DER as chunks, e.g. for
- * `filehandle.writev(chunks)` or `Readable.from(chunks)`. When `entries` is a synchronous iterable
- * the event loop is given a turn after each chunk, so a large CRL does not stall a server.
+ * detected). Returns the CertificateList DER as chunks, e.g. for `filehandle.writev(chunks)` or
+ * `Readable.from(chunks)`. The event loop is given a turn after every ~256 KiB of entries, whether
+ * `entries` is synchronous or not, so a large CRL does not stall a server.
  */
 export async function buildCrlChunks(
   signer: Signer,
   params: CrlParams,
-  entries: AsyncIterable<RevokedEntry> | Iterable<RevokedEntry>,
+  entries: RevokedEntries,
 ): Promise<CrlChunks> {
+  const { der, parts } = await build(signer, params, entries);
+  return { chunks: parts, length: der.length };
+}
+
+async function build(
+  signer: Signer,
+  params: CrlParams,
+  entries: RevokedEntries,
+): Promise<{ der: Buffer; parts: Buffer[] }> {
   const isDelta = params.deltaOf !== undefined;
   const extensions = crlExtensions(params);
   const sigAlg = signatureAlgorithmIdentifier(signer.algorithm);
@@ -113,28 +139,67 @@ export async function buildCrlChunks(
     x509Time(params.nextUpdate),
   ]);
 
-  const writer = new EntryWriter(isDelta);
+  // [HEAD_ROOM][prefix][revokedCertificates header][entries…][extensions][sigAlg][signature]
+  const start = HEAD_ROOM + prefix.length + 6;
+  const w = new EntryWriter(isDelta, start);
+  let nextYield = start + YIELD_EVERY;
+  const turn = async () => {
+    if (w.pos >= nextYield) {
+      nextYield = w.pos + YIELD_EVERY;
+      await yieldToEventLoop();
+    }
+  };
   if (Symbol.iterator in entries) {
     for (const e of entries) {
-      if (writer.add(e)) await yieldToEventLoop();
+      w.add(e);
+      if (w.pos >= nextYield) await turn();
     }
   } else {
-    for await (const e of entries) writer.add(e);
+    for await (const item of entries) {
+      if (Array.isArray(item)) for (const e of item as readonly RevokedEntry[]) w.add(e);
+      else w.add(item as RevokedEntry);
+      if (w.pos >= nextYield) await turn();
+    }
   }
-  const body = writer.finish();
+  const entriesEnd = w.pos;
+  const entriesLength = entriesEnd - start;
 
-  const revokedHeader = body.length > 0 ? header(0x30, body.length) : Buffer.alloc(0);
-  const tbsContentLength = prefix.length + revokedHeader.length + body.length + extensions.length;
+  // The TBSCertList head goes right before the entries, its tail right after them.
+  const revokedHeader = entriesLength > 0 ? header(0x30, entriesLength) : Buffer.alloc(0);
+  const tbsContentLength = prefix.length + revokedHeader.length + entriesLength + extensions.length;
   const tbsHead = Buffer.concat([header(0x30, tbsContentLength), prefix, revokedHeader]);
-  const tbs = [tbsHead, ...body.chunks, extensions];
-  const signature = bitString(await signer.sign(tbs));
-  const tbsLength = tbsHead.length + body.length + extensions.length;
-  const outerContentLength = tbsLength + sigAlg.length + signature.length;
-  const outerHeader = header(0x30, outerContentLength);
-  return {
-    chunks: [outerHeader, ...tbs, sigAlg, signature],
-    length: outerHeader.length + outerContentLength,
-  };
+  const tbsStart = start - tbsHead.length;
+  w.writeAt(tbsStart, tbsHead);
+  w.append(extensions);
+  const tbsEnd = w.pos;
+  const signature = bitString(await signer.sign(w.views(tbsStart, tbsEnd)));
+  w.append(sigAlg);
+  w.append(signature);
+  const outerHeader = header(0x30, tbsEnd - tbsStart + sigAlg.length + signature.length);
+  const derStart = tbsStart - outerHeader.length;
+  w.writeAt(derStart, outerHeader);
+  const der = w.view(derStart, w.pos);
+  const parts = [
+    w.view(derStart, start),
+    ...(entriesLength > 0 ? w.views(start, entriesEnd) : []),
+    w.view(entriesEnd, tbsEnd),
+    w.view(tbsEnd, tbsEnd + sigAlg.length),
+    w.view(tbsEnd + sigAlg.length, w.pos),
+  ];
+  return { der, parts };
+}
+
+/** The buffers buildCrl/buildCrlChunks built, which releaseCrl may free. */
+const built = new WeakSet<ArrayBuffer>();
+
+/**
+ * Frees the memory of a CRL from {@link buildCrl} or {@link buildCrlChunks} at once, without waiting
+ * for the garbage collector: `der` and every other view of it are empty afterwards. For a caller
+ * that has handed the CRL over (the store copies it) before the next large allocation.
+ */
+export function releaseCrl(der: Buffer): void {
+  const ab = der.buffer as ResizableArrayBuffer;
+  if (built.has(ab)) ab.resize(0);
 }
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -205,67 +270,95 @@ function crlExtensions(p: CrlParams): Buffer {
   return explicit(0, sequence(...exts));
 }
 
-/** Appends encoded revokedCertificates entries to fixed-size chunks. */
+/** ES2024's resizable ArrayBuffer (Node.js 20 has it; the TypeScript lib here is ES2022). */
+interface ResizableArrayBuffer extends ArrayBuffer {
+  resize(byteLength: number): void;
+}
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (
+  byteLength: number,
+  options: { maxByteLength: number },
+) => ResizableArrayBuffer;
+
+/**
+ * Writes revokedCertificates entries into one buffer that grows in place (a resizable ArrayBuffer:
+ * growing commits more of the reserved address space, nothing is copied).
+ */
 class EntryWriter {
-  private readonly done: Buffer[] = [];
-  private buf = Buffer.allocUnsafe(CHUNK_SIZE);
-  private pos = 0;
-  private doneLength = 0;
+  private readonly ab: ResizableArrayBuffer;
+  /** Tracks the buffer's length as it grows. */
+  private readonly b: Uint8Array;
+  pos: number;
 
-  constructor(private readonly isDelta: boolean) {}
+  constructor(
+    private readonly isDelta: boolean,
+    start: number,
+  ) {
+    this.ab = new ResizableArrayBuffer(Math.max(start, GROW_STEP), { maxByteLength: MAX_CRL_BYTES });
+    built.add(this.ab);
+    this.b = new Uint8Array(this.ab);
+    this.pos = start;
+  }
 
-  /** Encodes one entry; returns true when a chunk was just completed. */
-  add(e: RevokedEntry): boolean {
-    const serial = e.serial;
-    checkSerial(serial);
+  private room(n: number): void {
+    const need = this.pos + n;
+    if (need <= this.ab.byteLength) return;
+    if (need > MAX_CRL_BYTES) throw new CrlError('the CRL is larger than 4 GiB');
+    this.ab.resize(Math.min(MAX_CRL_BYTES, Math.max(need, this.ab.byteLength + GROW_STEP)));
+  }
+
+  /** Encodes one entry. */
+  add(e: RevokedEntry): void {
     const reason = e.reason ?? 0;
     if (reason !== 0) checkReason(reason, this.isDelta);
-
-    let flushed = false;
-    if (this.pos + MAX_ENTRY > CHUNK_SIZE) {
-      this.flush();
-      flushed = true;
-    }
-    const b = this.buf;
+    this.room(MAX_ENTRY);
+    const b = this.b;
     const start = this.pos;
     let p = start + 2;
     // userCertificate INTEGER
     b[p++] = 0x02;
-    b[p++] = serial.length;
-    for (let i = 0; i < serial.length; i++) b[p++] = serial[i]!;
+    const serial = e.serial;
+    if (typeof serial === 'string') {
+      const n = writeHexSerial(b, p + 1, serial);
+      b[p++] = n;
+      p += n;
+    } else {
+      checkSerial(serial, 0, serial.length);
+      b[p++] = serial.length;
+      for (let i = 0; i < serial.length; i++) b[p++] = serial[i]!;
+    }
     // revocationDate Time
     p = writeTime(b, p, e.revokedAt);
     // crlEntryExtensions: SEQUENCE { SEQUENCE { reasonCode, OCTET STRING { ENUMERATED reason } } }
     if (reason !== 0) {
-      REASON_EXTENSIONS.copy(b, p);
+      b.set(REASON_EXTENSIONS, p);
       p += REASON_EXTENSIONS.length;
       b[p - 1] = reason;
     }
     b[start] = 0x30;
     b[start + 1] = p - start - 2; // always < 0x80, see MAX_ENTRY
     this.pos = p;
-    return flushed;
   }
 
-  private flush(): void {
-    if (this.pos === 0) return;
-    this.done.push(this.buf.subarray(0, this.pos));
-    this.doneLength += this.pos;
-    this.buf = Buffer.allocUnsafe(CHUNK_SIZE);
-    this.pos = 0;
+  append(bytes: Buffer): void {
+    this.room(bytes.length);
+    this.b.set(bytes, this.pos);
+    this.pos += bytes.length;
   }
 
-  /** The encoded entries (the content of revokedCertificates). */
-  finish(): CrlChunks {
-    if (this.pos > 0) {
-      // Copy the partly filled last chunk so the unused tail of its 1 MiB is not kept alive.
-      const last = Buffer.from(this.buf.subarray(0, this.pos));
-      this.done.push(last);
-      this.doneLength += last.length;
-    }
-    this.buf = Buffer.alloc(0);
-    this.pos = 0;
-    return { chunks: this.done, length: this.doneLength };
+  writeAt(offset: number, bytes: Buffer): void {
+    if (offset < 0) throw new Error('CRL head room exceeded');
+    this.b.set(bytes, offset);
+  }
+
+  view(from: number, to: number): Buffer {
+    return Buffer.from(this.ab, from, to - from);
+  }
+
+  /** [from, to) as views of at most 1 MiB (a PKCS#11 token gets the data to sign in parts). */
+  views(from: number, to: number): Buffer[] {
+    const out: Buffer[] = [];
+    for (let p = from; p < to; p += SIGN_PART) out.push(this.view(p, Math.min(to, p + SIGN_PART)));
+    return out;
   }
 }
 
@@ -277,26 +370,52 @@ const REASON_EXTENSIONS = Buffer.concat([
 ]);
 if (REASON_EXTENSIONS.length !== 14) throw new Error('reasonCode template has the wrong length');
 
-function checkSerial(s: Buffer): void {
-  const n = s.length;
+/** Checks the serial's content octets b[from, to). */
+function checkSerial(b: Uint8Array, from: number, to: number): void {
+  const n = to - from;
   if (n === 0) throw new CrlError('empty serial');
-  const b0 = s[0]!;
-  if (b0 & 0x80) throw new CrlError(`serial ${s.toString('hex')} is negative`);
-  if (n > 1 && b0 === 0 && !(s[1]! & 0x80))
-    throw new CrlError(`serial ${s.toString('hex')} is not minimal DER INTEGER content`);
+  const b0 = b[from]!;
+  if (b0 & 0x80) throw new CrlError(`serial ${hexOf(b, from, to)} is negative`);
+  if (n > 1 && b0 === 0 && !(b[from + 1]! & 0x80))
+    throw new CrlError(`serial ${hexOf(b, from, to)} is not minimal DER INTEGER content`);
   if (n > 21 || (n === 21 && b0 !== 0))
-    throw new CrlError(`serial ${s.toString('hex')} is longer than 20 octets`);
+    throw new CrlError(`serial ${hexOf(b, from, to)} is longer than 20 octets`);
 }
+
+const hexOf = (b: Uint8Array, from: number, to: number) => Buffer.from(b.subarray(from, to)).toString('hex');
+
+/** Writes the serial given as lowercase hex at `p`; returns its length in octets. */
+function writeHexSerial(b: Uint8Array, p: number, hex: string): number {
+  const n = hex.length >> 1;
+  if (hex.length !== n * 2 || n > 21) throw new CrlError(`serial ${hex} is not hex of at most 21 octets`);
+  for (let i = 0; i < n; i++) {
+    const hi = HEX_VALUE[hex.charCodeAt(2 * i)] ?? 16;
+    const lo = HEX_VALUE[hex.charCodeAt(2 * i + 1)] ?? 16;
+    if ((hi | lo) > 15) throw new CrlError(`serial ${hex} is not lowercase hex`);
+    b[p + i] = (hi << 4) | lo;
+  }
+  checkSerial(b, p, p + n);
+  return n;
+}
+
+/** Value of each lowercase hex digit by char code; 16 for anything else. */
+const HEX_VALUE = Array.from({ length: 128 }, (_, c) =>
+  c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : 16,
+);
 
 function checkReason(r: number, isDelta: boolean): void {
   if (!Number.isInteger(r) || r < 0 || r > 10 || r === 7) throw new CrlError(`invalid CRLReason ${r}`);
   if (r === 8 && !isDelta) throw new CrlError('removeFromCRL (8) may only appear in a delta CRL');
 }
 
+/** Reused for the calendar fields of every entry's time (no Date per entry). */
+const scratchDate = new Date(0);
+
 /** Writes a Time (UTCTime 1950-2049, else GeneralizedTime) at `p`; returns the new offset. */
-function writeTime(b: Buffer, p: number, d: Date): number {
-  const ms = d instanceof Date ? d.getTime() : Number.NaN;
-  if (Number.isNaN(ms)) throw new CrlError('revokedAt is not a valid Date');
+function writeTime(b: Uint8Array, p: number, at: Date | number): number {
+  const ms = typeof at === 'number' ? at : at instanceof Date ? at.getTime() : Number.NaN;
+  const d = scratchDate;
+  if (Number.isNaN(d.setTime(ms))) throw new CrlError('revokedAt is not a valid Date');
   const y = d.getUTCFullYear();
   if (y >= 1950 && y < 2050) {
     b[p++] = 0x17;
@@ -318,7 +437,7 @@ function writeTime(b: Buffer, p: number, d: Date): number {
   return p;
 }
 
-function two(b: Buffer, p: number, n: number): number {
+function two(b: Uint8Array, p: number, n: number): number {
   b[p] = 0x30 + ((n / 10) | 0);
   b[p + 1] = 0x30 + (n % 10);
   return p + 2;

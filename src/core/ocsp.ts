@@ -6,10 +6,11 @@
 // (-> malformedRequest), never another error type. The parser first walks the whole input as strict
 // DER (definite, minimal lengths; primitive strings; no trailing bytes; bounded size and depth) and
 // checks the OCSPRequest layout tag by tag, which also yields the exact bytes of each CertID to echo
-// back. Each part is then parsed with its @peculiar/asn1-ocsp / asn1-x509 schema (CertID,
-// Extensions, GeneralName, Signature). The parts are parsed one by one rather than as a whole
-// OCSPRequest because asn1-ocsp's Request schema lacks the [0] tag on singleRequestExtensions, so it
-// refuses any request that carries them.
+// back. The CertIDs and extensions, which that walk has already taken apart down to their OIDs,
+// OCTET STRINGs and INTEGERs, are read from it directly: this is the responder's hot path, and
+// the asn1js schema parse of a CertID cost more than the rest of an answer from the cache. The
+// schemas (@peculiar/asn1-ocsp / asn1-x509) still parse what is rare: a requestorName, a request
+// signature, and a CertID whose hash algorithm is not one we know (for its message).
 //
 // Responses are assembled by hand with der.ts: this is the responder's hot path. Everything that
 // does not depend on the answer (ResponderID, signature AlgorithmIdentifier, the certs field with
@@ -18,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import { CertID, Signature } from '@peculiar/asn1-ocsp';
 import { AsnParser } from '@peculiar/asn1-schema';
-import { Certificate, type Extension, Extensions, GeneralName } from '@peculiar/asn1-x509';
+import { Certificate, GeneralName } from '@peculiar/asn1-x509';
 import {
   content,
   encodeLength,
@@ -83,10 +84,6 @@ const MAX_NONCE_BYTES = 128;
 const MAX_DEPTH = 32;
 
 const HASH_LENGTH: Record<OcspHashAlgorithm, number> = { sha1: 20, sha256: 32 };
-const HASH_BY_OID: ReadonlyMap<string, OcspHashAlgorithm> = new Map([
-  [OID.sha1, 'sha1'],
-  [OID.sha256, 'sha256'],
-]);
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -147,12 +144,12 @@ function parseRequest(der: Uint8Array): ParsedOcspRequest {
 
   let nonce: Buffer | undefined;
   for (const ext of extensions(der, exts)) {
-    if (ext.extnID === OID.ocspNonce) {
+    if (ext.id.equals(NONCE_OID_TLV)) {
       if (nonce) fail('repeated nonce extension');
-      nonce = Buffer.from(ext.extnValue.buffer);
+      nonce = ext.value;
       const length = nonceLength(nonce);
       if (length < 1 || length > MAX_NONCE_BYTES) fail('nonce of unacceptable length');
-    } else if (ext.critical) fail(`unsupported critical extension ${ext.extnID}`);
+    } else if (ext.critical) fail(`unsupported critical extension ${oidText(ext.id)}`);
   }
   return nonce ? { certIds, nonce } : { certIds };
 }
@@ -169,13 +166,16 @@ function singleRequest(der: Uint8Array, item: Tlv): OcspCertId {
     [0x04, REQUIRED], // issuerKeyHash
     [0x02, REQUIRED], // serialNumber
   ]);
-  const parsed = schema(der, certIdTlv!, CertID);
-  const hashAlgorithm = HASH_BY_OID.get(parsed.hashAlgorithm.algorithm);
-  if (!hashAlgorithm) return fail(`unsupported CertID hash ${parsed.hashAlgorithm.algorithm}`);
-  const [, params] = expectChildren(der, alg!, [
+  const [algOid, params] = expectChildren(der, alg!, [
     [0x06, REQUIRED],
     [0x05, OPTIONAL],
   ]);
+  const hashAlgorithm = hashOf(der, algOid!);
+  if (!hashAlgorithm) {
+    // Not SHA-1 or SHA-256: the schema names the algorithm for the message.
+    const parsed = schema(der, certIdTlv!, CertID);
+    return fail(`unsupported CertID hash ${parsed.hashAlgorithm.algorithm}`);
+  }
   if (params && params.end !== params.contentStart) fail('hash algorithm parameters must be absent or NULL');
   if (serial!.end === serial!.contentStart) fail('empty serial number');
   const certId: OcspCertId = {
@@ -189,7 +189,7 @@ function singleRequest(der: Uint8Array, item: Tlv): OcspCertId {
   if (certId.issuerNameHash.length !== length || certId.issuerKeyHash.length !== length)
     fail('CertID hash of the wrong length');
   for (const ext of extensions(der, singleExts)) {
-    if (ext.critical) fail(`unsupported critical extension ${ext.extnID}`);
+    if (ext.critical) fail(`unsupported critical extension ${oidText(ext.id)}`);
   }
   return certId;
 }
@@ -206,12 +206,68 @@ function inner(buf: Uint8Array, wrapper: Tlv): Tlv {
   return kids[0]!;
 }
 
-/** The Extensions inside an `[n] EXPLICIT Extensions`, if present. */
-function extensions(buf: Uint8Array, wrapper: Tlv | undefined): Extension[] {
+interface RequestExtension {
+  /** The extnID OBJECT IDENTIFIER, tag and length included (a view of the request). */
+  id: Buffer;
+  critical: boolean;
+  /** The extnValue OCTET STRING's contents (a copy). */
+  value: Buffer;
+}
+
+/**
+ * The Extensions inside an `[n] EXPLICIT Extensions`, if present: SIZE (1..MAX) OF SEQUENCE {
+ * extnID OBJECT IDENTIFIER, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }.
+ */
+function extensions(buf: Uint8Array, wrapper: Tlv | undefined): RequestExtension[] {
   if (!wrapper) return [];
   const list = inner(buf, wrapper);
   if (list.tag !== 0x30 || list.end === list.contentStart) fail('malformed extensions'); // SIZE (1..MAX)
-  return [...schema(buf, list, Extensions)];
+  return readChildren(buf, list).map((ext) => {
+    if (ext.tag !== 0x30) fail('malformed extension');
+    const [id, critical, value] = expectChildren(buf, ext, [
+      [0x06, REQUIRED],
+      [0x01, OPTIONAL],
+      [0x04, REQUIRED],
+    ]);
+    if (id!.end === id!.contentStart) fail('empty extension OID');
+    if (critical && critical.end - critical.contentStart !== 1) fail('malformed BOOLEAN');
+    return {
+      id: Buffer.from(buf.buffer, buf.byteOffset + id!.start, id!.end - id!.start),
+      critical: critical !== undefined && buf[critical.contentStart] !== 0,
+      value: content(buf, value!),
+    };
+  });
+}
+
+const NONCE_OID_TLV = oid(OID.ocspNonce);
+const SHA1_OID_TLV = oid(OID.sha1);
+const SHA256_OID_TLV = oid(OID.sha256);
+
+/** The CertID hash algorithm named by the OID TLV `t`, if it is one we answer for. */
+function hashOf(buf: Uint8Array, t: Tlv): OcspHashAlgorithm | undefined {
+  const bytes = buf.subarray(t.start, t.end);
+  if (Buffer.compare(bytes, SHA1_OID_TLV) === 0) return 'sha1';
+  if (Buffer.compare(bytes, SHA256_OID_TLV) === 0) return 'sha256';
+  return undefined;
+}
+
+/** Dotted text of an OBJECT IDENTIFIER TLV, for messages. */
+function oidText(tlvBytes: Buffer): string {
+  const t = readTlv(tlvBytes, 0);
+  const arcs: bigint[] = [];
+  let v = 0n;
+  for (let i = t.contentStart; i < t.end; i++) {
+    const b = tlvBytes[i]!;
+    v = (v << 7n) | BigInt(b & 0x7f);
+    if (!(b & 0x80)) {
+      arcs.push(v);
+      v = 0n;
+    }
+  }
+  if (arcs.length === 0) return '(malformed OID)';
+  const first = arcs[0]!;
+  const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
+  return [...head, ...arcs.slice(1)].join('.');
 }
 
 /**
@@ -349,7 +405,6 @@ export interface SingleAnswer {
 const GOOD = Buffer.from([0x80, 0x00]); // [0] IMPLICIT NULL
 const UNKNOWN = Buffer.from([0x82, 0x00]); // [2] IMPLICIT NULL
 const SUCCESSFUL = Buffer.from([0x0a, 0x01, 0x00]); // ENUMERATED successful
-const NONCE_OID = oid(OID.ocspNonce);
 const BASIC_OID = oid(OID.ocspBasic);
 /** [0] EXPLICIT CRLReason for each code (7 is unassigned). */
 const REASONS: readonly (Buffer | undefined)[] = Array.from({ length: 11 }, (_, code) =>
@@ -404,7 +459,7 @@ export async function buildBasicResponse(
     time(opts.producedAt, 'producedAt'),
     sequence(...answers.map(singleResponse)),
   ];
-  if (opts.nonce) tbsParts.push(explicit(1, sequence(sequence(NONCE_OID, octetString(opts.nonce)))));
+  if (opts.nonce) tbsParts.push(explicit(1, sequence(sequence(NONCE_OID_TLV, octetString(opts.nonce)))));
   const tbs = sequence(...tbsParts);
   const signature = await responder.signer.sign(tbs);
 

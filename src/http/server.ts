@@ -254,9 +254,24 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     },
   );
 
+  // The OCSP answers are the hot path of the server. A signed response is reused while the store
+  // says the same thing (Authority.ocsp), so what HTTP adds to it (ETag, Last-Modified, Expires)
+  // is worked out once per response, not per request.
+  const ocspHttp = new WeakMap<Buffer, { etag: string; lastModified: string; expires: string }>();
+  const ocspAnswerCounters = new Map<string, { inc(): void }>();
+  const countOcspAnswer = (status: string, method: string) => {
+    const key = `${status} ${method}`;
+    let counter = ocspAnswerCounters.get(key);
+    if (!counter) {
+      counter = ocspAnswers.labels({ status, method });
+      ocspAnswerCounters.set(key, counter);
+    }
+    counter.inc();
+  };
+
   async function answerOcsp(der: Buffer, method: 'GET' | 'POST', reply: FastifyReply) {
     const ans = await authority.ocsp(der);
-    ocspAnswers.inc({ status: ans.status, method });
+    countOcspAnswer(ans.status, method);
     reply.type('application/ocsp-response');
     if (method === 'GET' && ans.cacheable && ans.producedAt && ans.nextUpdate) {
       const maxAge = Math.max(
@@ -266,10 +281,19 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
           Math.floor((ans.nextUpdate.getTime() - Date.now()) / 1000),
         ),
       );
+      let http = ocspHttp.get(ans.der);
+      if (!http) {
+        http = {
+          etag: `"${createHash('sha1').update(ans.der).digest('hex')}"`,
+          lastModified: ans.producedAt.toUTCString(),
+          expires: ans.nextUpdate.toUTCString(),
+        };
+        ocspHttp.set(ans.der, http);
+      }
       reply.header('cache-control', `public, max-age=${maxAge}, no-transform, must-revalidate`);
-      reply.header('last-modified', ans.producedAt.toUTCString());
-      reply.header('expires', ans.nextUpdate.toUTCString());
-      reply.header('etag', `"${createHash('sha1').update(ans.der).digest('hex')}"`);
+      reply.header('last-modified', http.lastModified);
+      reply.header('expires', http.expires);
+      reply.header('etag', http.etag);
     } else {
       reply.header('cache-control', 'no-store');
     }

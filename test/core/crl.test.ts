@@ -13,6 +13,7 @@ import {
   type CrlParams,
   describeCrl,
   type RevokedEntry,
+  releaseCrl,
 } from '../../src/core/crl.ts';
 import { integerContent, readChildren, readTlv, slice } from '../../src/core/der.ts';
 import type { Signer } from '../../src/core/signer.ts';
@@ -485,6 +486,39 @@ describe('buildCrl encoding', () => {
     const { chunks, length } = await buildCrlChunks(ca.signer, p, rows);
     expect(length).toBe(fromArray.length);
     expect(Buffer.concat(chunks).equals(fromArray)).toBe(true);
+    // as the store hands them over: pages (arrays) of rows with hex serials and millisecond times
+    async function* pages() {
+      for (let i = 0; i < rows.length; i += 7000)
+        yield rows.slice(i, i + 7000).map((r) => ({
+          serial: (r.serial as Buffer).toString('hex'),
+          revokedAt: (r.revokedAt as Date).getTime(),
+          ...(r.reason ? { reason: r.reason } : {}),
+        }));
+    }
+    expect((await buildCrl(ca.signer, p, pages())).equals(fromArray)).toBe(true);
+  });
+
+  it('checks hex serials as it checks octets, and frees a CRL on request', async () => {
+    const ca = fixtures.ec;
+    const p = params(ca);
+    const when = Date.UTC(2025, 0, 1);
+    const one = (serial: string) => buildCrl(ca.signer, p, [{ serial, revokedAt: when }]);
+    await expect(one('')).rejects.toThrow(/empty serial/);
+    await expect(one('80')).rejects.toThrow(/negative/);
+    await expect(one('0001')).rejects.toThrow(/not minimal/);
+    await expect(one('11'.repeat(21))).rejects.toThrow(/longer than 20/);
+    await expect(one('0g')).rejects.toThrow(/not lowercase hex/);
+    await expect(one('0A')).rejects.toThrow(/not lowercase hex/);
+    await expect(one('123')).rejects.toThrow(/not hex/);
+    await expect(buildCrl(ca.signer, p, [{ serial: '01', revokedAt: Number.NaN }])).rejects.toThrow(
+      /revokedAt/,
+    );
+    const der = await one('00ff');
+    expect(describeCrl(der).count).toBe(1);
+    expect(der.includes(Buffer.from([0x02, 0x02, 0x00, 0xff]))).toBe(true);
+    releaseCrl(der);
+    expect(der.length).toBe(0);
+    releaseCrl(Buffer.from([1, 2, 3])); // not one of ours: left alone
   });
 
   it('rejects invalid input', async () => {

@@ -11,8 +11,20 @@ import {
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CsrError, MAX_CSR_BYTES, verifyCsr } from '../../src/core/csr.ts';
-import { bitString, explicit, integer, NULL, oid, sequence, set, utf8String } from '../../src/core/der.ts';
+import { CsrError, checkSubjectKey, MAX_CSR_BYTES, verifyCsr } from '../../src/core/csr.ts';
+import {
+  bitString,
+  explicit,
+  integer,
+  NULL,
+  oid,
+  readChildren,
+  readTlv,
+  sequence,
+  set,
+  tlv,
+  utf8String,
+} from '../../src/core/der.ts';
 import { OID } from '../../src/core/oids.ts';
 import { decodePem, encodePem } from '../../src/core/pem.ts';
 import { openssl, opensslCsr, tempDir } from '../helpers/openssl.ts';
@@ -399,5 +411,96 @@ describe('verifyCsr on arbitrary input (properties)', () => {
       const csr = handMade(key, { sigOid, hash: 'sha256', params: sigOid === OID.sha256WithRSAEncryption });
       expect(outcome(csr)).toBe(ok ? 'ok' : 'refused');
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The key: RSA and P-256 keys in canonical DER are imported from their parts (a JWK), everything
+// else through OpenSSL's SPKI decoder. Both must come to the same verdict on any input.
+
+/** What the DER import alone says about an SPKI: the key policy, then the DER check. */
+function viaDerImport(spki: Buffer): string {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  } catch {
+    return 'the public key in the request is malformed';
+  }
+  const d = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = d.modulusLength ?? 0;
+    if (bits < 2048) return `RSA key of ${bits} bits is too weak (2048 at least)`;
+    if (bits > 8192) return `RSA key of ${bits} bits is larger than allowed (8192)`;
+    const e = d.publicExponent ?? 0n;
+    if (e < 65537n || e % 2n === 0n) return `RSA public exponent ${e} is not allowed`;
+  } else if (key.asymmetricKeyType === 'ec') {
+    if (d.namedCurve !== 'prime256v1') return `EC curve ${d.namedCurve ?? '?'} is not allowed (P-256 only)`;
+  } else return `key type ${key.asymmetricKeyType ?? 'unknown'} is not allowed (RSA-2048+ or ECDSA P-256)`;
+  if (!key.export({ type: 'spki', format: 'der' }).equals(spki))
+    return 'the public key in the request is not DER-encoded';
+  return `ok ${key.export({ type: 'spki', format: 'der' }).toString('hex')}`;
+}
+
+function viaCheckSubjectKey(spki: Buffer): string {
+  try {
+    return `ok ${checkSubjectKey(spki).export({ type: 'spki', format: 'der' }).toString('hex')}`;
+  } catch (e) {
+    if (e instanceof CsrError) return e.message;
+    throw e;
+  }
+}
+
+describe('checkSubjectKey', () => {
+  const rsa2048 = createPublicKey(rsaKey).export({ type: 'spki', format: 'der' });
+  const p256 = createPublicKey(ecKey).export({ type: 'spki', format: 'der' });
+  const rsaE3 = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 }).publicKey.export({
+    type: 'spki',
+    format: 'der',
+  });
+  const rsa1024 = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({
+    type: 'spki',
+    format: 'der',
+  });
+
+  it('agrees with the DER import on well-formed keys', () => {
+    for (const spki of [rsa2048, p256, rsaE3, rsa1024]) {
+      expect(viaCheckSubjectKey(spki)).toBe(viaDerImport(spki));
+    }
+    expect(viaCheckSubjectKey(rsa2048)).toBe(`ok ${rsa2048.toString('hex')}`);
+    expect(viaCheckSubjectKey(p256)).toBe(`ok ${p256.toString('hex')}`);
+  });
+
+  it('agrees with the DER import on non-canonical encodings of the same keys', () => {
+    // RSAPublicKey with a superfluous leading 00 on the exponent, and with a long-form length
+    const rsaBits = readChildren(rsa2048, readTlv(rsa2048, 0))[1]!;
+    const inner = rsa2048.subarray(rsaBits.contentStart + 1, rsaBits.end);
+    const [n, e] = readChildren(inner, readTlv(inner, 0));
+    const modulus = inner.subarray(n!.start, n!.end);
+    const exponent = inner.subarray(e!.contentStart, e!.end);
+    const rsaAlg = sequence(oid(OID.rsaEncryption), NULL);
+    const variants = [
+      sequence(rsaAlg, bitString(sequence(modulus, tlv(0x02, Buffer.concat([Buffer.from([0]), exponent]))))),
+      sequence(rsaAlg, bitString(Buffer.concat([Buffer.from([0x30, 0x82, 0x01, 0x0a]), inner.subarray(4)]))),
+      sequence(sequence(oid(OID.rsaEncryption)), bitString(inner)),
+      sequence(rsaAlg, bitString(inner, 1)),
+      Buffer.concat([Buffer.from([0x30, 0x81, p256[1]!]), p256.subarray(2)]),
+      Buffer.concat([Buffer.from([0x31]), rsa2048.subarray(1)]), // a SET, not a SEQUENCE
+      Buffer.concat([rsa2048, Buffer.from([0])]), // a trailing byte
+    ];
+    for (const spki of variants) expect(viaCheckSubjectKey(spki)).toBe(viaDerImport(spki));
+  });
+
+  it('agrees with the DER import on mutated keys (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(rsa2048, p256, rsaE3),
+        fc.array(mutation, { minLength: 1, maxLength: 3 }),
+        (spki, ms) => {
+          const bytes = mutate(spki, ms);
+          expect(viaCheckSubjectKey(bytes)).toBe(viaDerImport(bytes));
+        },
+      ),
+      { numRuns: 1500 },
+    );
   });
 });

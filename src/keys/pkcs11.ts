@@ -277,17 +277,7 @@ export class Pkcs11KeyStore implements KeyStore {
   }
 
   private find(session: Handle, template: Template): Handle[] {
-    this.lib.C_FindObjectsInit(session, template);
-    try {
-      const out: Handle[] = [];
-      for (;;) {
-        const batch = this.lib.C_FindObjects(session, 32);
-        if (batch.length === 0) return out;
-        out.push(...batch);
-      }
-    } finally {
-      this.lib.C_FindObjectsFinal(session);
-    }
+    return findObjects(this.lib, session, template);
   }
 
   private findPrivateKeys(session: Handle, label: string): Handle[] {
@@ -704,6 +694,21 @@ export function ecPointCoordinates(value: Buffer, size: number): { x: Buffer; y:
   return { x: point.subarray(1, 1 + size), y: point.subarray(1 + size) };
 }
 
+/** All objects on the token matching `template` (C_FindObjects in batches). */
+function findObjects(lib: pkcs11js.PKCS11, session: Handle, template: Template): Handle[] {
+  lib.C_FindObjectsInit(session, template);
+  try {
+    const out: Handle[] = [];
+    for (;;) {
+      const batch = lib.C_FindObjects(session, 32);
+      if (batch.length === 0) return out;
+      out.push(...batch);
+    }
+  } finally {
+    lib.C_FindObjectsFinal(session);
+  }
+}
+
 function checkLabel(label: string): void {
   if (
     typeof label !== 'string' ||
@@ -835,17 +840,7 @@ export class Pkcs11Token {
   }
 
   private find(session: Handle, template: Template): Handle[] {
-    this.lib.C_FindObjectsInit(session, template);
-    try {
-      const out: Handle[] = [];
-      for (;;) {
-        const batch = this.lib.C_FindObjects(session, 32);
-        if (batch.length === 0) return out;
-        out.push(...batch);
-      }
-    } finally {
-      this.lib.C_FindObjectsFinal(session);
-    }
+    return findObjects(this.lib, session, template);
   }
 
   private attribute(session: Handle, object: Handle, type: number): Buffer {

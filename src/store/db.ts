@@ -17,6 +17,7 @@ import {
   SqliteAdapter,
   SqliteDialect,
   SqliteDriver,
+  sql,
 } from 'kysely';
 import pg from 'pg';
 import Cursor from 'pg-cursor';
@@ -95,7 +96,27 @@ async function open(
 }
 
 async function migrate({ db, dialect }: Store): Promise<void> {
-  const migrator = new Migrator({ db, provider: new InCodeMigrationProvider(dialect) });
+  const provider = new InCodeMigrationProvider(dialect);
+  if (dialect === 'postgres') return migrateWith(new Migrator({ db, provider }), dialect);
+  // Kysely's migration lock is a no-op on SQLite, so processes opening a fresh file together would all
+  // run the same migrations (and all but one fail). Here the migrator runs inside BEGIN IMMEDIATE: the
+  // others wait for the write lock (busy_timeout), then find nothing pending. A failed migration rolls
+  // back whole. A migrated file is recognised without taking the lock.
+  const pending = await new Migrator({ db, provider }).getMigrations();
+  if (pending.every((m) => m.executedAt !== undefined)) return;
+  await db.connection().execute(async (conn) => {
+    await sql`begin immediate`.execute(conn);
+    try {
+      await migrateWith(new Migrator({ db: conn, provider }), dialect);
+      await sql`commit`.execute(conn);
+    } catch (err) {
+      await sql`rollback`.execute(conn).catch(() => {});
+      throw err;
+    }
+  });
+}
+
+async function migrateWith(migrator: Migrator, dialect: Dialect): Promise<void> {
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;
@@ -109,15 +130,15 @@ function sqliteDb(path: string, opts: { readonly?: boolean } = {}): Kysely<Datab
   if (path !== ':memory:' && !path.startsWith('file:')) mkdirSync(dirname(path), { recursive: true });
   const database = new SQLite(path, { readonly: !!opts.readonly });
   try {
+    database.pragma('busy_timeout = 5000');
     // WAL: readers never block the writer; NORMAL is durable across process crashes (an OS crash
     // or power loss can lose the last transactions, not corrupt the file).
-    if (!opts.readonly) database.pragma('journal_mode = WAL');
+    if (!opts.readonly) retryWhileBusy(() => database.pragma('journal_mode = WAL'));
     if (!opts.readonly) database.pragma('synchronous = NORMAL');
     // The reader only scans (a full CRL, the audit chain), reading each page once: better-sqlite3's
     // default cache of 16 MB would only hold pages that are not asked for again.
     if (opts.readonly) database.pragma('cache_size = -2000');
     database.pragma('foreign_keys = ON');
-    database.pragma('busy_timeout = 5000');
   } catch (err) {
     database.close();
     throw err;
@@ -125,6 +146,23 @@ function sqliteDb(path: string, opts: { readonly?: boolean } = {}): Kysely<Datab
   const checkpointer =
     opts.readonly || path === ':memory:' ? undefined : new BackgroundCheckpointer(path, database);
   return new Kysely<Database>({ dialect: new CachingSqliteDialect(database, checkpointer) });
+}
+
+/**
+ * Runs fn again while SQLite answers SQLITE_BUSY, for up to the busy timeout. Switching a new file to
+ * WAL while another process sets it up fails at once, without the busy handler (the migration race).
+ */
+function retryWhileBusy(fn: () => void, timeoutMs = 5000): void {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      fn();
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10); // opening is synchronous
+    }
+  }
 }
 
 // Kysely's SQLite driver prepares every statement again on every query: `prepare` was 12 % of the CPU

@@ -3,7 +3,14 @@
 // 5280 path with revocation from a warm cache), against raw RSA-2048 verifications per second of
 // node:crypto on one thread, measured in the same rounds.
 
-import { createPrivateKey, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
+import {
+  createPrivateKey,
+  generateKeyPairSync,
+  type KeyObject,
+  randomBytes,
+  sign,
+  verify,
+} from 'node:crypto';
 import { Authority } from '../src/authority/authority.ts';
 import { addSignatureTimeStamp, signatureTimeStampImprint, signCms } from '../src/core/cms/index.ts';
 import { bitString, explicit, integer, NULL, oid, sequence, set, utf8String } from '../src/core/der.ts';
@@ -61,12 +68,29 @@ async function loopAsync(seconds: number, fn: () => Promise<void>): Promise<numb
   return n / ((performance.now() - start) / 1000);
 }
 
-export async function benchVerify(
-  opts = { rounds: 5, seconds: 2, documentBytes: 10 * 1024, signatures: 50 },
-) {
-  log('verification: setting up an authority, a resident and time-stamped signatures');
+export interface VerifyFixture {
+  docs: { content: Buffer; signature: Buffer }[];
+  trust: Buffer[];
+  untrusted: Buffer[];
+  source: RevocationSource;
+  /** The resident's key pair, for the raw-verify reference. */
+  publicKey: KeyObject;
+  privateKey: KeyObject;
+  close(): Promise<void>;
+}
+
+/**
+ * An authority, one resident with a signature certificate, `signatures` different documents signed
+ * and time-stamped by the authority's TSA, CRLs of both CAs in a warm RevocationSource; every
+ * signature is verified once (caches warm) and must pass.
+ */
+export async function verifyFixture(signatures: number, documentBytes: number): Promise<VerifyFixture> {
   const ba = await createAuthority();
   const authority = await Authority.open(ba.dir, { env: ENV });
+  const close = async () => {
+    await authority.close();
+    ba.cleanup();
+  };
   try {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const spki = publicKey.export({ type: 'spki', format: 'der' });
@@ -76,8 +100,8 @@ export async function benchVerify(
     );
     // Different documents and signatures, one signer: as a verifier sees a day of filings.
     const docs: { content: Buffer; signature: Buffer }[] = [];
-    for (let i = 0; i < opts.signatures; i++) {
-      const content = randomBytes(opts.documentBytes);
+    for (let i = 0; i < signatures; i++) {
+      const content = randomBytes(documentBytes);
       const cms = await signCms({ signer, certificate: cert.der, content, detached: true });
       const imprint = signatureTimeStampImprint(cms);
       const req = buildTimeStampRequest({
@@ -111,7 +135,20 @@ export async function benchVerify(
           `benchmark signature does not pass: ${r.indication}/${r.subIndication}: ${r.messages.join('; ')}`,
         );
     }
+    return { docs, trust, untrusted, source, publicKey, privateKey, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
 
+export async function benchVerify(
+  opts = { rounds: 5, seconds: 2, documentBytes: 10 * 1024, signatures: 50 },
+) {
+  log('verification: setting up an authority, a resident and time-stamped signatures');
+  const fx = await verifyFixture(opts.signatures, opts.documentBytes);
+  const { docs, trust, untrusted, source, publicKey, privateKey } = fx;
+  try {
     const data = randomBytes(32);
     const sig = sign('sha256', data, privateKey);
     const rawRates: number[] = [];
@@ -160,7 +197,6 @@ export async function benchVerify(
     );
     return result;
   } finally {
-    await authority.close();
-    ba.cleanup();
+    await fx.close();
   }
 }

@@ -365,9 +365,9 @@ function urlsOf(dps: ParsedCertificate['crlDistributionPoints']): string[] {
 
 /** DER objects from DER or PEM input. */
 export function derBlocks(data: Uint8Array, label: string): Buffer[] {
-  const buf = Buffer.from(data);
-  const head = buf.subarray(0, Math.min(buf.length, 1024)).toString('latin1');
-  if (!head.includes('-----BEGIN')) return [buf];
+  // A view, not a copy: the parsers copy what they keep.
+  const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.subarray(0, 1024).indexOf('-----BEGIN') === -1) return [buf];
   const blocks = decodePemAll(buf.toString('utf8'), label);
   if (blocks.length === 0) throw new PathParseError(`no ${label} PEM block found`);
   return blocks;

@@ -13,6 +13,7 @@
 import { X509Certificate } from 'node:crypto';
 import { type BasicFacts, BasicFactsError, decodeBasicFactsSan } from '../core/basic-facts.ts';
 import { type CmsVerification, verifyCms } from '../core/cms/index.ts';
+import { BytesLru } from '../core/path/cache.ts';
 import { certificateFrom, type ParsedCertificate, PathParseError } from '../core/path/index.ts';
 import { INDICATION_OF, type Indication, type SubIndication } from '../core/report.ts';
 import { serialHex } from '../core/serial.ts';
@@ -88,7 +89,9 @@ type Crypto = { kind: 'cms'; result: CmsVerification } | { kind: 'xml'; result: 
 export async function verifySignature(input: VerifySignatureInput): Promise<ValidationReport> {
   const now = input.at ?? new Date();
   const messages: string[] = [];
+  // One copy of the signature: everything parsed from it is a view into this buffer.
   const data = Buffer.from(input.signature);
+  const given = (input.untrusted ?? []).map(asBuffer);
   const source = input.source
     ? new CallSource(input.source)
     : new RevocationSource({ online: input.online ?? false });
@@ -100,8 +103,8 @@ export async function verifySignature(input: VerifySignatureInput): Promise<Vali
       : {
           kind: 'cms',
           result: verifyCms(pemToDer(data), {
-            detachedContent: input.content ? Buffer.from(input.content) : undefined,
-            certificates: (input.untrusted ?? []).map((u) => Buffer.from(u)),
+            detachedContent: input.content ? asBuffer(input.content) : undefined,
+            certificates: given,
           }),
         };
   const r = crypto.result;
@@ -125,7 +128,7 @@ export async function verifySignature(input: VerifySignatureInput): Promise<Vali
   const signer = summarise(signerCert);
   const signedContent = crypto.kind === 'cms' ? crypto.result.content : xmlSigned(crypto.result);
   const embedded = r.certificates;
-  const untrusted = [...embedded, ...(input.untrusted ?? []).map((u) => Buffer.from(u))];
+  const untrusted = [...embedded, ...given];
   for (const [i, crl] of (crypto.kind === 'cms' ? crypto.result.crls : []).entries()) {
     try {
       source.addCrl(crl);
@@ -300,16 +303,18 @@ function pemToDer(data: Buffer): Buffer {
   return m ? Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64') : data;
 }
 
+/** A Buffer over the same memory (no copy). */
+const asBuffer = (u: Uint8Array): Buffer =>
+  Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+
 // A verifier sees the same signers again and again; the summary of a certificate never changes.
-const summaries = new Map<string, SignerSummary>();
+const summaries = new BytesLru<SignerSummary>(4096);
 
 function summarise(der: Buffer): SignerSummary {
-  const key = der.toString('latin1');
-  let s = summaries.get(key);
+  let s = summaries.get(der);
   if (!s) {
     s = summariseUncached(der);
-    if (summaries.size >= 4096) summaries.delete(summaries.keys().next().value!);
-    summaries.set(key, s);
+    summaries.set(der, s);
   }
   return { ...s };
 }

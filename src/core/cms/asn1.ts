@@ -8,7 +8,7 @@
 // (certificates, extensions, algorithm identifiers) go through the @peculiar/asn1-* schemas.
 
 import { createHash } from 'node:crypto';
-import { encodeLength, tlv } from '../der.ts';
+import { tlv } from '../der.ts';
 import { OID } from '../oids.ts';
 
 /** Anything malformed in CMS or time-stamp input. */
@@ -114,14 +114,14 @@ export class BerReader {
     return out;
   }
 
-  /** The whole TLV, as received. */
+  /** The whole TLV, as received: a view into the input (not a copy: the input must not change). */
   slice(n: BerNode): Buffer {
-    return Buffer.from(this.buf.subarray(n.start, n.end));
+    return Buffer.from(this.buf.buffer, this.buf.byteOffset + n.start, n.end - n.start);
   }
 
-  /** The content octets of a definite-length node, as received. */
+  /** The content octets of a definite-length node, as received: a view into the input. */
   content(n: BerNode): Buffer {
-    return Buffer.from(this.buf.subarray(n.contentStart, n.contentEnd));
+    return Buffer.from(this.buf.buffer, this.buf.byteOffset + n.contentStart, n.contentEnd - n.contentStart);
   }
 
   /**
@@ -165,8 +165,22 @@ export function readWhole(buf: Uint8Array, what: string): { reader: BerReader; r
   return { reader, root };
 }
 
+// The same few OIDs (content types, attributes, algorithms) come up in every signature: decode each
+// once. Keyed by a hash of the content octets; an entry is used only when its octets are equal.
+const oidMemo = new Map<number, { octets: Buffer; dotted: string }>();
+
 export function decodeOid(c: Uint8Array): string {
   if (c.length === 0 || c.length > 128) formatError('bad OBJECT IDENTIFIER');
+  let h = 0x811c9dc5 ^ c.length;
+  for (let i = 0; i < c.length; i++) h = Math.imul(h ^ c[i]!, 0x01000193);
+  const hit = oidMemo.get(h);
+  if (hit?.octets.equals(c)) return hit.dotted;
+  const dotted = decodeOidUncached(c);
+  if (hit === undefined && oidMemo.size < 10_000) oidMemo.set(h, { octets: Buffer.from(c), dotted });
+  return dotted;
+}
+
+function decodeOidUncached(c: Uint8Array): string {
   const arcs: bigint[] = [];
   let v = 0n;
   let fresh = true;
@@ -199,7 +213,7 @@ export function checkDer(reader: BerReader, n: BerNode, depth = 0): void {
   const buf = reader.buf;
   if (n.indefinite) formatError('indefinite length where DER is required');
   const lengthOctets = n.contentStart - n.start - 1;
-  if (lengthOctets !== encodeLength(n.end - n.contentStart).length) formatError('non-minimal DER length');
+  if (lengthOctets !== derLengthOctets(n.end - n.contentStart)) formatError('non-minimal DER length');
   if ((n.tag & 0x20) === 0) {
     const len = n.end - n.contentStart;
     if (n.tag === 0x01 && (len !== 1 || (buf[n.contentStart] !== 0 && buf[n.contentStart] !== 0xff)))
@@ -215,6 +229,14 @@ export function checkDer(reader: BerReader, n: BerNode, depth = 0): void {
   }
   if ((n.tag & 0xc0) === 0 && n.tag !== 0x30 && n.tag !== 0x31) formatError('constructed string in DER');
   for (const child of reader.children(n, depth)) checkDer(reader, child, depth + 1);
+}
+
+/** How many octets the DER encoding of a length takes (X.690 10.1: the shortest form). */
+function derLengthOctets(length: number): number {
+  if (length < 0x80) return 1;
+  let n = 1;
+  for (let l = length; l > 0; l = Math.floor(l / 256)) n++;
+  return n;
 }
 
 // ---- Writing --------------------------------------------------------------------------------
@@ -271,7 +293,11 @@ const GENERALIZED_TIME = /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(?:\.(\d+))?Z$/;
 
 /** A UTCTime (0x17) or GeneralizedTime (0x18) node: seconds present, Z; a fraction is read to the millisecond. */
 export function readTime(reader: BerReader, n: BerNode): Date {
-  const s = Buffer.from(reader.buf.subarray(n.contentStart, n.contentEnd)).toString('latin1');
+  const s = Buffer.from(
+    reader.buf.buffer,
+    reader.buf.byteOffset + n.contentStart,
+    n.contentEnd - n.contentStart,
+  ).toString('latin1');
   const parts = n.tag === 0x17 ? UTC_TIME.exec(s) : n.tag === 0x18 ? GENERALIZED_TIME.exec(s) : null;
   if (!parts) return formatError('malformed time');
   let year: number;

@@ -4,10 +4,12 @@
 // which certificate signed, and whether that key really made the signature over these bytes.
 
 import { constants, createPublicKey, type KeyObject, verify } from 'node:crypto';
-import { AsnParser } from '@peculiar/asn1-schema';
-import { Certificate } from '@peculiar/asn1-x509';
 import { explicit, integer, NULL, octetString, oid, sequence, set, tlv } from '../der.ts';
 import { OID } from '../oids.ts';
+import { PathParseError } from '../path/asn1.ts';
+import { BytesLru } from '../path/cache.ts';
+import type { ParsedCertificate } from '../path/certificate.ts';
+import { certificateFrom } from '../path/validate.ts';
 import type { Signer } from '../signer.ts';
 import { keyIdentifier } from '../spki.ts';
 import {
@@ -55,58 +57,57 @@ export interface CertificateInfo {
   spki: Buffer;
   /** The subjectKeyIdentifier extension's key identifier, if present. */
   subjectKeyId?: Buffer;
-  parsed: Certificate;
+  /** The certificate as the path-validation core parsed it (strict DER, every known extension). */
+  certificate: ParsedCertificate;
 }
 
 // A verifier sees the same few certificates (one CA, its residents, one TSA) over and over: parse each
-// once. Keyed by the DER itself (latin1), bounded; entries are immutable.
-const CERT_CACHE_LIMIT = 4096;
-const certCache = new Map<string, CertificateInfo>();
+// once. Keyed by the DER itself (bytes compared, see BytesLru), bounded; entries are immutable.
+const certCache = new BytesLru<CertificateInfo>(4096);
 const keyCache = new WeakMap<CertificateInfo, KeyObject>();
+const digestCache = new WeakMap<CertificateInfo, Map<HashAlgorithm, Buffer>>();
 
-/** Parses a certificate (asn1-x509 schema) and slices out its issuer, serial, subject and SPKI. */
+/** Parses a certificate (strict DER, core/path) and slices out its issuer, serial, subject and SPKI. */
 export function certificateInfo(der: Uint8Array): CertificateInfo {
-  const key = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('latin1');
-  const hit = certCache.get(key);
+  const hit = certCache.get(der);
   if (hit) return hit;
   const info = parseCertificateInfo(der);
-  if (certCache.size >= CERT_CACHE_LIMIT) certCache.delete(certCache.keys().next().value!);
-  certCache.set(key, info);
+  certCache.set(der, info, info.der);
   return info;
 }
 
 function parseCertificateInfo(der: Uint8Array): CertificateInfo {
-  const bytes = Buffer.from(der);
-  let parsed: Certificate;
+  let c: ParsedCertificate;
   try {
-    parsed = AsnParser.parse(bytes, Certificate);
+    c = certificateFrom(der);
   } catch (e) {
-    return formatError(`malformed certificate: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  const { reader: r, root } = readWhole(bytes, 'certificate');
-  const [tbs] = r.children(root);
-  if (root.indefinite || tbs?.tag !== 0x30) return formatError('malformed certificate');
-  const f = r.children(tbs!);
-  const off = f[0]?.tag === 0xa0 ? 1 : 0;
-  if (f.length < off + 6) formatError('malformed certificate');
-  const serial = f[off]!;
-  let subjectKeyId: Buffer | undefined;
-  for (const ext of parsed.tbsCertificate.extensions ?? []) {
-    if (ext.extnID !== OID.subjectKeyIdentifier) continue;
-    const v = Buffer.from(ext.extnValue.buffer);
-    const { reader: er, root: t } = readWhole(v, 'subjectKeyIdentifier');
-    if (t.tag !== 0x04) formatError('malformed subjectKeyIdentifier');
-    subjectKeyId = er.content(t);
+    if (e instanceof PathParseError) return formatError(e.message);
+    throw e;
   }
   return {
-    der: bytes,
-    issuer: r.slice(f[off + 2]!),
-    serial: r.content(serial),
-    subject: r.slice(f[off + 4]!),
-    spki: r.slice(f[off + 5]!),
-    subjectKeyId,
-    parsed,
+    der: c.der,
+    issuer: c.issuer.der,
+    serial: c.serial,
+    subject: c.subject.der,
+    spki: c.spki,
+    subjectKeyId: c.subjectKeyId,
+    certificate: c,
   };
+}
+
+/** The hash of a certificate's DER (ESS signing-certificate attributes), computed once per certificate. */
+function certificateDigest(cert: CertificateInfo, alg: HashAlgorithm): Buffer {
+  let m = digestCache.get(cert);
+  if (!m) {
+    m = new Map();
+    digestCache.set(cert, m);
+  }
+  let d = m.get(alg);
+  if (!d) {
+    d = digest(alg, cert.der);
+    m.set(alg, d);
+  }
+  return d;
 }
 
 /** A certificate's public key for node:crypto. */
@@ -627,7 +628,7 @@ function checkSigningCertificate(
     if (certHash?.tag !== 0x04) formatError('malformed ESSCertID');
     const issuerSerial = kids[k++];
     if (k < kids.length) formatError('malformed ESSCertID');
-    if (!digest(hash, cert.der).equals(r.content(certHash!)))
+    if (!certificateDigest(cert, hash).equals(r.content(certHash!)))
       failWith(
         'NO_SIGNING_CERTIFICATE_FOUND',
         `the signing-certificate${version === 'v2' ? '-v2' : ''} attribute names another certificate`,

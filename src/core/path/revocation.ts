@@ -87,8 +87,16 @@ export interface RevocationContext {
 
 const iso = (d: Date) => d.toISOString().replace('.000Z', 'Z');
 const label = (c: ParsedCertificate) => `"${describeCertificate(c)}"`;
-const crlLabel = (crl: ParsedCrl) =>
-  `CRL${crl.crlNumber !== undefined ? ` #${crl.crlNumber}` : ''} of "${crl.issuer.display}" (thisUpdate ${iso(crl.thisUpdate)})`;
+// Built for every status a CRL answers: worked out once per (cached, immutable) CRL.
+const crlLabels = new WeakMap<ParsedCrl, string>();
+const crlLabel = (crl: ParsedCrl) => {
+  let l = crlLabels.get(crl);
+  if (l === undefined) {
+    l = `CRL${crl.crlNumber !== undefined ? ` #${crl.crlNumber}` : ''} of "${crl.issuer.display}" (thisUpdate ${iso(crl.thisUpdate)})`;
+    crlLabels.set(crl, l);
+  }
+  return l;
+};
 
 /** The revocation status of `cert`, issued by `issuer` (the next certificate of the path). */
 export function checkRevocation(
@@ -171,7 +179,7 @@ function crlStatus(
     for (const crl of completeCrlsFor(ctx, dp, cert)) {
       if (revoked || mask === ALL_REASONS) break;
       sawCandidate = true;
-      const r = useCrl(ctx, crl, dp, cert, issuer, mask);
+      const r = applyCrl(ctx, crl, dp, cert, issuer, mask);
       if (r.kind === 'skip') continue;
       if (r.kind === 'reject') {
         if (r.stale) sawStale = true;
@@ -293,7 +301,7 @@ function idpNames(crl: ParsedCrl): GeneralName[] | undefined {
 const anyMatch = (a: readonly GeneralName[], b: readonly GeneralName[]) =>
   a.some((x) => b.some((y) => generalNamesMatch(x, y)));
 
-function useCrl(
+function applyCrl(
   ctx: RevocationContext,
   crl: ParsedCrl,
   dp: DistributionPoint,

@@ -119,31 +119,28 @@ const isParsed = (x: unknown): x is { hash: string; der: Buffer } =>
 
 export function certificateFrom(input: CertificateInput, cache: PkiCache = defaultCache): ParsedCertificate {
   if (isParsed(input)) return input as ParsedCertificate;
-  const h = sha256Hex(input);
-  const hit = cache.certificates.get(h) as ParsedCertificate | undefined;
+  const hit = cache.certificates.get(input) as ParsedCertificate | undefined;
   if (hit) return hit;
   const c = parseCertificate(input);
-  cache.certificates.set(h, c);
+  cache.certificates.set(input, c, c.der);
   return c;
 }
 
 export function crlFrom(input: CrlInput, cache: PkiCache = defaultCache): ParsedCrl {
   if (isParsed(input)) return input as ParsedCrl;
-  const h = sha256Hex(input);
-  const hit = cache.crls.get(h) as ParsedCrl | undefined;
+  const hit = cache.crls.get(input) as ParsedCrl | undefined;
   if (hit) return hit;
   const c = parseCrl(input);
-  cache.crls.set(h, c);
+  cache.crls.set(input, c, c.der);
   return c;
 }
 
 export function ocspFrom(input: OcspInput, cache: PkiCache = defaultCache): ParsedOcspResponse {
   if (isParsed(input)) return input as ParsedOcspResponse;
-  const h = sha256Hex(input);
-  const hit = cache.ocsp.get(h) as ParsedOcspResponse | undefined;
+  const hit = cache.ocsp.get(input) as ParsedOcspResponse | undefined;
   if (hit) return hit;
   const c = parseOcspResponse(input);
-  cache.ocsp.set(h, c);
+  cache.ocsp.set(input, c, c.der);
   return c;
 }
 

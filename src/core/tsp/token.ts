@@ -2,13 +2,11 @@
 // CMS SignedData signature by the TSA, its signed attributes, the TSA certificate's extended key
 // usage). Validating the TSA certificate's path and revocation status is the caller's business.
 
-import { AsnParser } from '@peculiar/asn1-schema';
-import { TSTInfo } from '@peculiar/asn1-tsp';
-import { ExtendedKeyUsage, Extensions } from '@peculiar/asn1-x509';
 import {
   Asn1FormatError,
   type BerNode,
   type BerReader,
+  checkDer,
   formatError,
   type HashAlgorithm,
   digest as hash,
@@ -46,10 +44,19 @@ export interface TstInfo {
   tsaName?: Buffer;
 }
 
-/** Parses a TSTInfo (the eContent of a time-stamp token). Throws Asn1FormatError. */
+/**
+ * Parses a TSTInfo (the eContent of a time-stamp token), which RFC 3161 2.4.2 requires to be DER:
+ * every length definite and minimal, the fields in order with the right tags, and each value read
+ * strictly. Throws Asn1FormatError.
+ */
 export function parseTstInfo(der: Uint8Array): TstInfo {
   const { reader: r, root } = readWhole(der, 'TSTInfo');
   if (root.tag !== 0x30) formatError('a TSTInfo is a SEQUENCE');
+  try {
+    checkDer(r, root);
+  } catch (e) {
+    formatError(`the TSTInfo is not DER: ${e instanceof Error ? e.message : e}`);
+  }
   const [version, policy, imprint, serial, genTime, accuracy, ordering, nonce, tsa, exts] = r.expect(
     root,
     [
@@ -67,11 +74,6 @@ export function parseTstInfo(der: Uint8Array): TstInfo {
     'TSTInfo',
   );
   if (r.smallInteger(version!) !== 1) formatError('unsupported TSTInfo version');
-  try {
-    AsnParser.parse(der, TSTInfo); // the schema must agree
-  } catch (e) {
-    formatError(`malformed TSTInfo: ${e instanceof Error ? e.message : e}`);
-  }
   const out: TstInfo = {
     policy: r.oid(policy!),
     imprint: readImprint(r, imprint!),
@@ -80,20 +82,71 @@ export function parseTstInfo(der: Uint8Array): TstInfo {
     ordering: ordering ? r.buf[ordering.contentStart] !== 0 : false,
   };
   if (out.serial.length === 0 || out.serial.length > 21) formatError('TSTInfo serial number of bad length');
+  if (out.serial[0]! & 0x80) formatError('negative TSTInfo serial number');
   if (accuracy) out.accuracy = readAccuracy(r, accuracy);
   if (nonce) out.nonce = r.content(nonce);
   if (tsa) {
-    const [name] = r.children(tsa);
-    if (!name || r.children(tsa).length !== 1) formatError('malformed TSTInfo tsa');
-    out.tsaName = r.slice(name!);
+    const names = r.children(tsa);
+    if (names.length !== 1) formatError('malformed TSTInfo tsa');
+    checkGeneralName(r, names[0]!);
+    out.tsaName = r.slice(names[0]!);
   }
-  if (exts) {
-    const seq = r.slice(exts);
-    seq[0] = 0x30;
-    for (const ext of AsnParser.parse(seq, Extensions))
-      if (ext.critical) formatError(`unsupported critical TSTInfo extension ${ext.extnID}`);
-  }
+  if (exts) checkExtensions(r, exts);
   return out;
+}
+
+/** A GeneralName (RFC 5280 4.2.1.6): one of its nine choices, each with its own tag and form. */
+function checkGeneralName(r: BerReader, n: BerNode): void {
+  const ok =
+    n.tag === 0xa0 || // otherName: SEQUENCE { type-id, [0] EXPLICIT value }
+    n.tag === 0x81 || // rfc822Name
+    n.tag === 0x82 || // dNSName
+    n.tag === 0xa3 || // x400Address
+    n.tag === 0xa4 || // directoryName: [4] EXPLICIT Name
+    n.tag === 0xa5 || // ediPartyName
+    n.tag === 0x86 || // uniformResourceIdentifier
+    n.tag === 0x87 || // iPAddress
+    n.tag === 0x88; // registeredID
+  if (!ok) formatError('malformed TSTInfo tsa: not a GeneralName');
+  if (n.tag === 0xa4) {
+    const kids = r.children(n);
+    if (kids.length !== 1 || kids[0]!.tag !== 0x30) formatError('malformed TSTInfo tsa: bad directoryName');
+    for (const rdn of r.children(kids[0]!)) {
+      if (rdn.tag !== 0x31) formatError('malformed TSTInfo tsa: bad directoryName');
+      const atvs = r.children(rdn);
+      if (atvs.length === 0) formatError('malformed TSTInfo tsa: empty RelativeDistinguishedName');
+      for (const atv of atvs) {
+        const parts = atv.tag === 0x30 ? r.children(atv) : [];
+        if (parts.length !== 2 || parts[0]!.tag !== 0x06)
+          formatError('malformed TSTInfo tsa: bad AttributeTypeAndValue');
+        r.oid(parts[0]!);
+      }
+    }
+  } else if (n.tag === 0xa0) {
+    const parts = r.children(n);
+    if (parts.length !== 2 || parts[0]!.tag !== 0x06 || parts[1]!.tag !== 0xa0)
+      formatError('malformed TSTInfo tsa: bad otherName');
+    r.oid(parts[0]!);
+  } else if (n.tag === 0x88) r.oid({ ...n, tag: 0x06 });
+}
+
+/**
+ * [1] IMPLICIT Extensions: SEQUENCE SIZE (1..MAX) OF SEQUENCE { extnID, critical BOOLEAN DEFAULT
+ * FALSE, extnValue OCTET STRING }. None is understood, so a critical one is refused.
+ */
+function checkExtensions(r: BerReader, n: BerNode): void {
+  const list = r.children(n);
+  if (list.length === 0) formatError('empty TSTInfo extensions');
+  for (const ext of list) {
+    if (ext.tag !== 0x30) formatError('malformed TSTInfo extension');
+    const parts = r.children(ext);
+    let i = 0;
+    const id = r.oid(parts[i++] ?? formatError('malformed TSTInfo extension'));
+    let critical = false;
+    if (parts[i]?.tag === 0x01) critical = r.buf[parts[i++]!.contentStart] !== 0;
+    if (parts[i++]?.tag !== 0x04 || i !== parts.length) formatError('malformed TSTInfo extension');
+    if (critical) formatError(`unsupported critical TSTInfo extension ${id}`);
+  }
 }
 
 function readImprint(r: BerReader, n: BerNode): MessageImprint {
@@ -257,18 +310,11 @@ export function verifyTimeStampToken(
  * extension is critical. Returns true or the reason it fails.
  */
 export function timeStampingEku(cert: CertificateInfo): true | string {
-  const exts = (cert.parsed.tbsCertificate.extensions ?? []).filter((e) => e.extnID === OID.extKeyUsage);
-  if (exts.length === 0) return 'no extendedKeyUsage extension';
-  if (exts.length > 1) return 'more than one extendedKeyUsage extension';
-  const ext = exts[0]!;
-  let purposes: string[];
-  try {
-    purposes = [...AsnParser.parse(ext.extnValue, ExtendedKeyUsage)];
-  } catch {
-    return 'malformed extendedKeyUsage extension';
-  }
-  if (purposes.length !== 1 || purposes[0] !== OID.timeStamping)
+  const c = cert.certificate;
+  // The certificate parser refuses a repeated or malformed extension, so there is at most one.
+  if (!c.extKeyUsage) return 'no extendedKeyUsage extension';
+  if (c.extKeyUsage.length !== 1 || c.extKeyUsage[0] !== OID.timeStamping)
     return 'the extended key usage is not id-kp-timeStamping alone';
-  if (!ext.critical) return 'the extendedKeyUsage extension is not critical';
+  if (!c.critical.has(OID.extKeyUsage)) return 'the extendedKeyUsage extension is not critical';
   return true;
 }

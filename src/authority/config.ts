@@ -31,6 +31,8 @@ export interface AuthorityConfig {
     /** Cache-Control max-age on GET responses: the window in which an HTTP cache may repeat an answer. */
     httpMaxAgeSeconds: number;
   };
+  /** Who may fetch OCSP, CRLs and POST /verify: anyone, or authorised verifiers only (docs/verifiers.md). Default 'public'. */
+  revocationAccess?: 'public' | 'verifiers';
   createdAt: string;
 }
 

@@ -367,6 +367,33 @@ export async function counterRoutes(app: FastifyInstance, opts: CounterRoutesOpt
     },
   );
 
+  app.get(
+    '/api/v1/counter/config',
+    {
+      schema: {
+        tags: ['counter'],
+        description: "The counter's configuration as staff need it before a step (the fee to collect)",
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              feeYen: { type: 'integer' },
+              renewalWindowDays: { type: 'integer' },
+              capacity: { type: 'integer' },
+              keyAlgorithm: { type: 'string' },
+            },
+          },
+          401: errorSchema,
+        },
+      },
+      ...authed,
+    },
+    async () => {
+      const { feeYen, renewalWindowDays, capacity, keyAlgorithm } = workflow.config;
+      return { feeYen, renewalWindowDays, capacity, keyAlgorithm };
+    },
+  );
+
   // ---- residents ----
 
   app.get<{ Params: { id: string } }>(
@@ -392,9 +419,14 @@ export async function counterRoutes(app: FastifyInstance, opts: CounterRoutesOpt
                     current: { type: 'boolean' },
                     notAfter: { type: 'string', format: 'date-time' },
                     reason: { type: 'string' },
+                    message: {
+                      type: 'object',
+                      properties: { ja: { type: 'string' }, en: { type: 'string' } },
+                    },
                   },
                 },
               },
+              cardId: { type: ['string', 'null'] },
             },
           },
           ...errors,
@@ -414,7 +446,21 @@ export async function counterRoutes(app: FastifyInstance, opts: CounterRoutesOpt
           current: c.current,
           notAfter: c.notAfter.toISOString(),
           ...(c.revocation ? { reason: c.revocation.reason } : {}),
+          ...(c.message ? { message: c.message } : {}),
         })),
+        // The card last issued to the resident at a counter (a PIN reset needs it; development: the
+        // software card's id).
+        cardId:
+          (
+            await store.db
+              .selectFrom('counter_cases')
+              .select('card_id')
+              .where('resident_id', '=', resident.residentId)
+              .where('state', '=', 'completed')
+              .where('card_id', 'is not', null)
+              .orderBy('opened_at', 'desc')
+              .executeTakeFirst()
+          )?.card_id ?? null,
       };
     },
   );

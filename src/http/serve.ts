@@ -54,6 +54,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       `  OCSP:            ${base}/ocsp`,
       `  CRLs:            ${base}/crl/sign.crl  ${base}/crl/auth.crl  ${base}/crl/root.crl (deltas: sign-delta.crl, auth-delta.crl)`,
       `  CA certificates: ${base}/ca/root.pem  ${base}/ca/sign.pem  ${base}/ca/auth.pem`,
+      `  counter page:    ${base}/counter/  (clerks, supervisors)`,
       `  API docs:        ${base}/docs`,
       `  health/metrics:  ${base}/healthz  ${base}/metrics`,
       `  operator token:  ${process.env.JPKI_OPERATOR_TOKEN ? '(from JPKI_OPERATOR_TOKEN)' : paths.operatorTokenFile}`,

@@ -15,6 +15,7 @@ import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely
 import { migration0002 } from './migrations/0002_register.ts';
 import { migration0003 } from './migrations/0003_staff_audit.ts';
 import { migration0004 } from './migrations/0004_counter.ts';
+import { migration0005 } from './migrations/0005_verifiers.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -131,6 +132,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0002_register': migration0002(dialect),
     '0003_staff_audit': migration0003(dialect),
     '0004_counter': migration0004(dialect),
+    '0005_verifiers': migration0005(dialect),
   };
 }
 

@@ -75,6 +75,11 @@ export interface Database {
   counter_cases: import('./counter-schema.ts').CounterCasesTable;
   counter_receipt_sequences: import('./counter-schema.ts').CounterReceiptSequencesTable;
   counter_issuances: import('./counter-schema.ts').CounterIssuancesTable;
+  verifiers: import('./verifier-schema.ts').VerifiersTable;
+  verifier_status_history: import('./verifier-schema.ts').VerifierStatusHistoryTable;
+  verifier_api_keys: import('./verifier-schema.ts').VerifierApiKeysTable;
+  verifier_certificates: import('./verifier-schema.ts').VerifierCertificatesTable;
+  verifier_usage: import('./verifier-schema.ts').VerifierUsageTable;
 }
 
 export type CertificateRow = Selectable<CertificatesTable>;

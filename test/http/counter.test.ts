@@ -285,6 +285,30 @@ describe.each(testStores())('counter HTTP API (%s)', (backend) => {
     ).toBe(400);
   });
 
+  it("the page needs: the fee before it is paid, why a certificate was revoked, the resident's card", async () => {
+    expect((await get('/api/v1/counter/config', {})).statusCode).toBe(401);
+    const config = await get('/api/v1/counter/config', clerk);
+    expect(config.statusCode).toBe(200);
+    expect(config.json()).toEqual({
+      feeYen: 300,
+      renewalWindowDays: 90,
+      capacity: 5_000_000,
+      keyAlgorithm: 'ecdsa-p256',
+    });
+    const residentId = await registerResident();
+    expect((await get(`/api/v1/residents/${residentId}`, clerk)).json().cardId).toBeNull();
+    const done = await issueAll(residentId);
+    await post(`/api/v1/residents/${residentId}/loss-report`, clerk, { channel: 'counter' });
+    const record = (await get(`/api/v1/residents/${residentId}`, clerk)).json();
+    expect(record.cardId).toBe(done.cardId);
+    expect(record.certificates).toHaveLength(2);
+    for (const c of record.certificates) {
+      expect(c).toMatchObject({ status: 'revoked', reason: 'keyCompromise' });
+      expect(c.message.ja).toContain('紛失・盗難の届出により');
+      expect(c.message.en).toContain('You can get a new one');
+    }
+  });
+
   it('PIN reset at the counter after the signature PIN locked', async () => {
     const residentId = await registerResident();
     const done = await issueAll(residentId);

@@ -1,0 +1,60 @@
+// The clerks' web page (web/, React + Vite) served at /counter/ from its build output (web/dist by
+// default). The page talks to the counter API of the same server only, so its content security policy
+// allows nothing from elsewhere. When the page was never built, /counter/ says how to build it instead
+// of answering 404.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
+import type { FastifyInstance } from 'fastify';
+
+export interface CounterWebOptions {
+  /** Directory of the built page (index.html, assets/). Default: web/dist of this checkout. */
+  root?: string;
+}
+
+export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../web/dist/', import.meta.url));
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+};
+
+export async function counterWeb(app: FastifyInstance, opts: CounterWebOptions): Promise<void> {
+  const root = opts.root ?? DEFAULT_WEB_ROOT;
+
+  app.get('/counter', { schema: { hide: true } }, (_req, reply) => reply.redirect('/counter/', 301));
+
+  if (!existsSync(join(root, 'index.html'))) {
+    app.get('/counter/*', { schema: { hide: true } }, (_req, reply) =>
+      reply
+        .code(503)
+        .type('text/plain; charset=utf-8')
+        .send(
+          '窓口画面はまだビルドされていません / The counter page has not been built: run `npm run build:web` (npm start does it).\n',
+        ),
+    );
+    return;
+  }
+
+  await app.register(fastifyStatic, {
+    root,
+    prefix: '/counter/',
+    decorateReply: false,
+    index: ['index.html'],
+    wildcard: true,
+    cacheControl: false,
+    setHeaders(reply, path) {
+      for (const [k, v] of Object.entries(SECURITY_HEADERS)) reply.header(k, v);
+      // Vite puts a content hash into every asset's name: those never change; index.html always may.
+      reply.header(
+        'cache-control',
+        path.includes(`${join(root, 'assets')}`) ? 'public, max-age=31536000, immutable' : 'no-cache',
+      );
+    },
+  });
+}

@@ -15,12 +15,18 @@ import { crlDer, UnknownCertificateError } from '../store/certificates.ts';
 import { RevocationSource } from '../verifier/revocation-source.ts';
 import { type ValidationReport, verifySignature } from '../verifier/verify-signature.ts';
 import { counterRoutes } from './counter-routes.ts';
+import { type VerifierAccessOptions, verifierAccess } from './verifier-access.ts';
+import { verifierRoutes } from './verifier-routes.ts';
 
 export interface ServerOptions {
   authority: Authority;
   /** Bearer token of operators (issuance, revocation, CRL generation). */
   operatorToken: string;
   logger?: boolean | object;
+  /** Verifier access to OCSP, CRLs and /verify (docs/verifiers.md); defaults from authority.json and verifiers.json. */
+  verifiers?: Omit<VerifierAccessOptions, 'authority'>;
+  /** TLS (node:https options); with requestCert, verifiers may authenticate with client certificates. */
+  https?: import('node:https').ServerOptions;
 }
 
 /** OCSP requests are small; RFC 5019 clients send one CertID. Anything bigger is refused before parsing. */
@@ -77,6 +83,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     bodyLimit: MAX_API_BODY_BYTES,
     // The schemas say additionalProperties: false; refuse unknown fields instead of dropping them silently.
     ajv: { customOptions: { removeAdditional: false } },
+    ...(opts.https ? ({ https: opts.https } as object) : {}),
   });
 
   const registry = new Registry();
@@ -128,7 +135,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         description: 'Public certification service for individuals: publication points and operator API',
       },
       components: {
-        securitySchemes: { operator: { type: 'http', scheme: 'bearer' } },
+        securitySchemes: {
+          operator: { type: 'http', scheme: 'bearer' },
+          verifierKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
       },
     },
   });
@@ -175,6 +185,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     }
     return reply.code(status).send({ error: name, message });
   });
+
+  // Before the routes: its hooks guard OCSP, CRLs and /verify, and meter them.
+  await app.register(verifierAccess, { ...opts.verifiers, authority });
 
   app.get(
     '/healthz',
@@ -486,6 +499,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   );
 
   await app.register(counterRoutes, { authority });
+  await app.register(verifierRoutes, { authority, operatorToken: opts.operatorToken });
 
   // ---- operators' API ----
   const expected = Buffer.from(opts.operatorToken);

@@ -17,6 +17,7 @@ import { type ValidationReport, verifySignature } from '../verifier/verify-signa
 import { counterRoutes } from './counter-routes.ts';
 import { type VerifierAccessOptions, verifierAccess } from './verifier-access.ts';
 import { verifierRoutes } from './verifier-routes.ts';
+import { counterWeb } from './web.ts';
 
 export interface ServerOptions {
   authority: Authority;
@@ -27,6 +28,8 @@ export interface ServerOptions {
   verifiers?: Omit<VerifierAccessOptions, 'authority'>;
   /** TLS (node:https options); with requestCert, verifiers may authenticate with client certificates. */
   https?: import('node:https').ServerOptions;
+  /** Directory of the built counter page served at /counter/ (default web/dist). */
+  webRoot?: string;
 }
 
 /** OCSP requests are small; RFC 5019 clients send one CertID. Anything bigger is refused before parsing. */
@@ -500,6 +503,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   await app.register(counterRoutes, { authority });
   await app.register(verifierRoutes, { authority, operatorToken: opts.operatorToken });
+  await app.register(counterWeb, { root: opts.webRoot });
 
   // ---- operators' API ----
   const expected = Buffer.from(opts.operatorToken);

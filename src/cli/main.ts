@@ -9,6 +9,7 @@ import type { CaId } from '../core/profiles.ts';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '../core/signer.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerCardCommands } from './card.ts';
+import { registerRegisterCommands } from './register.ts';
 import { registerSignCommands } from './sign.ts';
 import { registerStaffCommands } from './staff.ts';
 import { registerValidateCommand, registerVerifyCommand } from './verify.ts';
@@ -195,6 +196,7 @@ registerSignCommands(program);
 registerStaffCommands(program);
 registerAuditCommands(program);
 registerCardCommands(program);
+registerRegisterCommands(program);
 registerValidateCommand(program);
 registerVerifyCommand(program);
 

@@ -709,6 +709,32 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
     },
   );
 
+  app.get(
+    '/api/v1/verifier/credentials',
+    {
+      ...bySelf,
+      schema: {
+        tags: selfTags,
+        security: selfSecurity,
+        description: 'Own API keys (ids and states, never secrets) and registered client certificates',
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              apiKeys: { type: 'array', items: apiKeySchema },
+              certificates: { type: 'array', items: certificateSchema },
+            },
+          },
+          401: errorSchema,
+        },
+      },
+    },
+    async (req) => {
+      const d = await registry.details(selfOf(req).verifierId);
+      return { apiKeys: d.apiKeys.map(apiKeyJson), certificates: d.certificates.map(certificateJson) };
+    },
+  );
+
   app.get<{ Querystring: { month?: string } }>(
     '/api/v1/verifier/usage',
     {

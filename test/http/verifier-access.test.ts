@@ -446,6 +446,10 @@ describe.each(testStores())('verifier access to the revocation endpoints (%s)', 
         status: 'active',
         credential: { type: 'api-key' },
       });
+      const creds = await api(guarded, 'GET', '/api/v1/verifier/credentials', bearer(keyA));
+      expect(creds.json().apiKeys).toEqual([expect.objectContaining({ state: 'valid' })]);
+      expect(creds.body).not.toContain(keyA.slice(22));
+      expect(creds.json().certificates).toEqual([]);
       const u = await api(guarded, 'GET', '/api/v1/verifier/usage', bearer(keyA));
       expect(u.json()).toMatchObject({ verifierId: a.id, total: { ocsp: 3, crl: 0, verification: 0 } });
       const s = await api(guarded, 'GET', `/api/v1/verifier/statements/${thisMonth()}`, bearer(keyA));
@@ -527,6 +531,23 @@ describe.each(testStores())('verifier access to the revocation endpoints (%s)', 
       } finally {
         await pub.close();
       }
+    });
+
+    it('refuses to start with an unknown revocationAccess or a bad verifiers.json value', async () => {
+      await expect(
+        buildServer({
+          authority: ta.authority,
+          operatorToken: ta.operatorToken,
+          verifiers: { revocationAccess: 'everyone' as 'public' },
+        }),
+      ).rejects.toThrow(/revocationAccess must be one of public, verifiers/);
+      await expect(
+        buildServer({
+          authority: ta.authority,
+          operatorToken: ta.operatorToken,
+          verifiers: { settings: { tariff: { ocspYen: -2 } } },
+        }),
+      ).rejects.toThrow(/tariff.ocspYen/);
     });
 
     it('rate limits per verifier with 429 and Retry-After (tryLater for OCSP); other verifiers are not affected', async () => {

@@ -23,6 +23,8 @@ import {
   type CaId,
   type CertificateKind,
   type CertificateTemplate,
+  type EndEntityProfile,
+  endEntityProfile,
   endEntityTemplate,
   type IssuerInfo,
   issuingCaTemplate,
@@ -38,6 +40,7 @@ import { respondToTimeStampRequest } from '../core/tsp/index.ts';
 import type { KeyStore } from '../keys/keystore.ts';
 import { SoftwareSigner } from '../keys/software.ts';
 import {
+  CertificateWriter,
   certificateStatus,
   crlDer,
   type Db,
@@ -146,8 +149,8 @@ interface IssuingCa {
   certDer: Buffer;
   /** The CA certificate's notAfter, read once at open (parsing the certificate per issuance costs ~100 µs). */
   notAfter: Date;
-  /** The URLs its end-entity certificates carry. */
-  points: PublicationPoints;
+  /** Its end-entity profile, with the extensions that are the same in every certificate encoded once. */
+  profile: EndEntityProfile;
   /**
    * The same key signing on the thread pool (software keys only), used while other issuances are
    * in progress: their signatures then run on the other cores instead of one after the other.
@@ -190,6 +193,8 @@ export class Authority {
   private readonly ocspCache = new Map<string, CachedOcsp>();
   /** Issuances in progress (in this process). */
   private issuancesInProgress = 0;
+  /** Stores the certificates of issuances without a transaction hook, with group commit. */
+  private readonly certificateWriter: CertificateWriter;
 
   private constructor(
     readonly dataDir: string,
@@ -200,7 +205,9 @@ export class Authority {
     private readonly issuing: Record<CertificateKind, IssuingCa>,
     private readonly tsa: { signer: Signer; certDer: Buffer } | undefined,
     private readonly now: () => Date,
-  ) {}
+  ) {
+    this.certificateWriter = new CertificateWriter(store.db);
+  }
 
   /**
    * Creates a new authority in `dataDir`. Refuses if one exists there (or any of its keys does):
@@ -339,7 +346,7 @@ export class Authority {
           signer,
           certDer,
           notAfter: certificateNotAfter(certDer),
-          points: publicationPoints(config.baseUrl, ca),
+          profile: endEntityProfile(ca, info, publicationPoints(config.baseUrl, ca)),
           signerOffThread: offThread(signer),
           info,
           hashes: issuerHashes(certDer),
@@ -415,8 +422,7 @@ export class Authority {
           notBefore: now,
           years,
         },
-        ca.info,
-        ca.points,
+        ca.profile,
       );
       if (template.validity.notAfter > ca.notAfter)
         throw new AuthorityError(
@@ -459,11 +465,15 @@ export class Authority {
       try {
         const hook = opts.inTransaction;
         if (hook)
+          // Its own transaction, not a shared one: the hook takes locks (the counter's Art. 6 slot)
+          // that should be held no longer than this issuance needs them. A duplicate serial
+          // abandons the transaction and the loop starts a new one, so no savepoint is needed.
           await this.store.db.transaction().execute(async (trx) => {
-            await insertCertificate(trx, row);
+            await insertCertificate(trx, row, { savepoint: false });
             await hook(trx, issued);
           });
-        else await insertCertificate(this.store.db, row);
+        // Committed together with the issuances in flight alongside it, if there are any.
+        else await this.certificateWriter.insert(row);
       } catch (e) {
         // A 128-bit collision is not expected, but the primary key decides, not luck.
         if (e instanceof DuplicateSerialError && attempt < 3) continue;
@@ -737,7 +747,8 @@ function offThread(signer: Signer): Signer | undefined {
   };
 }
 
-function publicationPoints(baseUrl: string, ca: CertificateKind): PublicationPoints {
+/** The URLs the end-entity certificates of issuing CA `ca` carry. */
+export function publicationPoints(baseUrl: string, ca: CertificateKind): PublicationPoints {
   const u = urls(baseUrl);
   return { crl: u.crl(ca), deltaCrl: u.deltaCrl(ca), ocsp: u.ocsp, caIssuers: u.caCert(ca), cps: u.cps };
 }

@@ -205,20 +205,60 @@ export class ProfileError extends Error {
   override name = 'ProfileError';
 }
 
-/** The end-entity profiles: signature certificate (with the four facts) and authentication certificate (without). */
-export function endEntityTemplate(
-  req: EndEntityRequest,
+/**
+ * An issuing CA's end-entity profile, prepared once per CA (the authority does it when it opens):
+ * every extension that is the same in all the certificates the CA issues (key usage, extended key
+ * usage, issuerAltName, authority key identifier, policies, CRL distribution point, AIA, freshest
+ * CRL) is encoded here once. Per certificate only the subject, the subject key identifier and, in a
+ * signature certificate, the four basic facts are encoded. Rebuilding the constant ones cost ~15 µs
+ * per issuance (a SHA-1 of the CA key among them).
+ */
+export interface EndEntityProfile {
+  readonly kind: CertificateKind;
+  /** Extensions before subjectAltName (sign) or before the subject key identifier (auth). */
+  readonly head: readonly Buffer[];
+  /** sign only: between subjectAltName and the subject key identifier. */
+  readonly middle: readonly Buffer[];
+  /** After the subject key identifier. */
+  readonly tail: readonly Buffer[];
+}
+
+export function endEntityProfile(
+  kind: CertificateKind,
   issuer: IssuerInfo,
   points: PublicationPoints,
-): CertificateTemplate {
-  if (!/^[A-Za-z0-9]{8,64}$/.test(req.issuanceId)) throw new ProfileError('malformed issuance identifier');
-  const common = [
-    subjectKeyIdentifier(keyIdentifier(req.spki)),
+): EndEntityProfile {
+  const tail = Object.freeze([
     authorityKeyIdentifier(keyIdentifier(issuer.spki)),
-    certificatePolicies([{ oid: POLICY[req.kind], cps: points.cps }]),
+    certificatePolicies([{ oid: POLICY[kind], cps: points.cps }]),
     ...publication(points),
     ...(points.deltaCrl ? [freshestCrl(distributionPoint({ uris: [points.deltaCrl] }))] : []),
-  ];
+  ]);
+  const serviceName = issuerAltNameDirectory(SERVICE_NAME);
+  if (kind === 'sign')
+    return Object.freeze({
+      kind,
+      head: Object.freeze([keyUsage(['digitalSignature', 'nonRepudiation'])]),
+      middle: Object.freeze([serviceName]),
+      tail,
+    });
+  return Object.freeze({
+    kind,
+    head: Object.freeze([keyUsage(['digitalSignature']), extendedKeyUsage([OID.clientAuth]), serviceName]),
+    middle: Object.freeze([]),
+    tail,
+  });
+}
+
+/**
+ * The end-entity profiles: signature certificate (with the four facts) and authentication
+ * certificate (without), under the issuing CA's prepared profile.
+ */
+export function endEntityTemplate(req: EndEntityRequest, profile: EndEntityProfile): CertificateTemplate {
+  if (req.kind !== profile.kind)
+    throw new ProfileError(`a ${req.kind} request under the ${profile.kind} profile`);
+  if (!/^[A-Za-z0-9]{8,64}$/.test(req.issuanceId)) throw new ProfileError('malformed issuance identifier');
+  const ski = subjectKeyIdentifier(keyIdentifier(req.spki));
   const validity = { notBefore: req.notBefore, notAfter: addYears(req.notBefore, req.years) };
   if (req.kind === 'sign') {
     if (!req.facts) throw new ProfileError('a signature certificate needs the four basic facts');
@@ -231,10 +271,11 @@ export function endEntityTemplate(
       subject: encodeName(attrs),
       subjectDisplay: nameDisplay(attrs),
       extensions: [
-        keyUsage(['digitalSignature', 'nonRepudiation']),
+        ...profile.head,
         subjectAltName(encodeBasicFactsSan(req.facts)),
-        issuerAltNameDirectory(SERVICE_NAME),
-        ...common,
+        ...profile.middle,
+        ski,
+        ...profile.tail,
       ],
       validity,
     };
@@ -247,12 +288,7 @@ export function endEntityTemplate(
   return {
     subject: encodeName(attrs),
     subjectDisplay: nameDisplay(attrs),
-    extensions: [
-      keyUsage(['digitalSignature']),
-      extendedKeyUsage([OID.clientAuth]),
-      issuerAltNameDirectory(SERVICE_NAME),
-      ...common,
-    ],
+    extensions: [...profile.head, ski, ...profile.tail],
     validity,
   };
 }

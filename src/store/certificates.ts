@@ -78,27 +78,139 @@ export function isCanonicalSerialHex(hex: string): boolean {
 /**
  * Stores a newly issued certificate. Throws DuplicateSerialError if the serial exists (nothing is
  * written). Inside a PostgreSQL transaction the insert runs under a savepoint, so the caller's
- * transaction survives a duplicate and can retry with another serial.
+ * transaction survives a duplicate and can retry with another serial; a caller that abandons the
+ * whole transaction on any error anyway passes `savepoint: false` and saves two round trips.
  */
-export async function insertCertificate(db: Db, row: NewCertificateRow): Promise<void> {
+export async function insertCertificate(
+  db: Db,
+  row: NewCertificateRow,
+  opts: { savepoint?: boolean } = {},
+): Promise<void> {
+  const parameters = certificateParameters(row);
+  const text = hotSql(db, 'insertCertificate', CERTIFICATE_COLUMNS, (d, p) =>
+    d.insertInto('certificates').values(certificateValues(p, 0)),
+  );
+  const run = () => db.executeQuery(CompiledQuery.raw(text, parameters));
+  try {
+    await (opts.savepoint === false ? run() : underSavepoint(db, run));
+  } catch (err) {
+    if (isUniqueViolation(err, 'certificates_pkey', 'certificates.serial')) {
+      throw new DuplicateSerialError(row.serial, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Stores several newly issued certificates with one statement: one round trip and, outside a
+ * transaction, one commit for all of them. All or nothing: if any row fails (a duplicate serial
+ * included), none is stored and the database's error is thrown as it is; see CertificateWriter,
+ * which then stores them one at a time to give each its own answer.
+ */
+export async function insertCertificates(db: Db, rows: readonly NewCertificateRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const parameters = rows.flatMap(certificateParameters);
+  const text = hotSql(db, `insertCertificates:${rows.length}`, rows.length * CERTIFICATE_COLUMNS, (d, p) =>
+    d.insertInto('certificates').values(rows.map((_, i) => certificateValues(p, i * CERTIFICATE_COLUMNS))),
+  );
+  await db.executeQuery(CompiledQuery.raw(text, parameters));
+}
+
+/**
+ * Group commit of newly issued certificates. One insert goes to the store at once, as one statement
+ * (outside any transaction: the statement is its commit). While that commit is in flight, the
+ * certificates that arrive wait, and then go together: one statement, one round trip and one commit
+ * (on PostgreSQL one WAL flush, which costs about as much as the CA signature) for all of them. A
+ * certificate that arrives while nothing is in flight goes at once, alone, so one issuance at a
+ * time waits for nothing more than before.
+ *
+ * Every caller is answered after the commit that holds its row, with its own answer: when a batch
+ * fails because of one of its rows (a duplicate serial, a constraint), none of it is stored and
+ * its rows are stored again one at a time, so the others are stored and the failing one gets its
+ * own error (DuplicateSerialError for a duplicate) and leaves no row. When it fails for any other
+ * reason (the connection or the server gave out), every caller in it gets that error: the store
+ * may or may not have committed it, so trying again could store a certificate twice.
+ */
+export class CertificateWriter {
+  readonly #db: Db;
+  readonly #maxBatch: number;
+  #waiting: { row: NewCertificateRow; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  #writing = false;
+
+  /** `db` must not be a transaction: each batch is its own commit. */
+  constructor(db: Db, opts: { maxBatch?: number } = {}) {
+    if (db.isTransaction)
+      throw new TypeError('CertificateWriter commits on its own; give it the store, not a transaction');
+    this.#db = db;
+    this.#maxBatch = opts.maxBatch ?? 64;
+    if (!Number.isSafeInteger(this.#maxBatch) || this.#maxBatch < 1)
+      throw new RangeError(`bad maxBatch ${opts.maxBatch}`);
+  }
+
+  /** Stores `row`; resolves once it is committed. Throws as insertCertificate does. */
+  insert(row: NewCertificateRow): Promise<void> {
+    try {
+      certificateParameters(row); // a malformed row is refused before it can join a batch
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ row, resolve, reject });
+      if (!this.#writing) void this.#write();
+    });
+  }
+
+  async #write(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#waiting.length > 0) {
+        const batch = this.#waiting.splice(0, this.#maxBatch);
+        if (batch.length === 1) {
+          const [one] = batch;
+          await insertCertificate(this.#db, one!.row).then(one!.resolve, one!.reject);
+          continue;
+        }
+        try {
+          await insertCertificates(
+            this.#db,
+            batch.map((w) => w.row),
+          );
+        } catch (err) {
+          if (!isRowError(err)) {
+            for (const w of batch) w.reject(err);
+            continue;
+          }
+          for (const w of batch) await insertCertificate(this.#db, w.row).then(w.resolve, w.reject);
+          continue;
+        }
+        for (const w of batch) w.resolve();
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+}
+
+/** Whether an error of insertCertificate(s) is about the rows (a constraint, a bad value), not the store. */
+function isRowError(err: unknown): boolean {
+  if (err instanceof DuplicateSerialError || err instanceof TypeError || err instanceof RangeError)
+    return true;
+  if (typeof err !== 'object' || err === null) return false;
+  const { code } = err as { code?: unknown };
+  if (typeof code !== 'string') return false;
+  // PostgreSQL SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation).
+  if (/^2[23][0-9A-Z]{3}$/.test(code)) return true;
+  return /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(code);
+}
+
+const CERTIFICATE_COLUMNS = 10;
+
+/** The parameters of one certificate row, in the order of certificateValues. */
+function certificateParameters(row: NewCertificateRow): unknown[] {
   if (!isCanonicalSerialHex(row.serial)) {
     throw new TypeError(`not a canonical lowercase hex DER serial: ${JSON.stringify(row.serial)}`);
   }
-  const text = hotSql(db, 'insertCertificate', 10, (d, p) =>
-    d.insertInto('certificates').values({
-      serial: p[0],
-      ca: p[1],
-      profile: p[2],
-      subject: p[3],
-      not_before: p[4],
-      not_after: p[5],
-      issued_at: p[6],
-      der: p[7],
-      resident_ref: p[8],
-      spki_sha256: p[9],
-    }),
-  );
-  const parameters = [
+  return [
     row.serial,
     row.ca,
     row.profile,
@@ -110,14 +222,22 @@ export async function insertCertificate(db: Db, row: NewCertificateRow): Promise
     row.resident_ref ?? null,
     row.spki_sha256,
   ];
-  try {
-    await underSavepoint(db, () => db.executeQuery(CompiledQuery.raw(text, parameters)));
-  } catch (err) {
-    if (isUniqueViolation(err, 'certificates_pkey', 'certificates.serial')) {
-      throw new DuplicateSerialError(row.serial, { cause: err });
-    }
-    throw err;
-  }
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: placeholders stand in for values of any column type.
+function certificateValues(p: any[], at: number) {
+  return {
+    serial: p[at],
+    ca: p[at + 1],
+    profile: p[at + 2],
+    subject: p[at + 3],
+    not_before: p[at + 4],
+    not_after: p[at + 5],
+    issued_at: p[at + 6],
+    der: p[at + 7],
+    resident_ref: p[at + 8],
+    spki_sha256: p[at + 9],
+  };
 }
 
 export async function findCertificate(db: Db, serial: string): Promise<CertificateRow | undefined> {

@@ -408,5 +408,12 @@ function postgresDb(url: string): Kysely<Database> {
   pool.on('error', (err) => {
     process.emitWarning(`PostgreSQL idle client error: ${err.message}`, 'DatabaseWarning');
   });
+  // A session that ends while a query runs (a backend crash, pg_terminate_backend, a failover) makes
+  // its client emit 'error' too. The pool listens only while a client is idle, and an unheard 'error'
+  // would end the process. The query itself already fails with the error, and the pool drops the
+  // dead client (a query that gets it first fails too, as after any lost connection).
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: Cursor }) });
 }

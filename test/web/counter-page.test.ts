@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PinIncorrectError } from '../../src/card/card.ts';
+import { SoftwareCard } from '../../src/card/software-card.ts';
 import { jstDay } from '../../src/counter/workflow.ts';
 import { buildServer } from '../../src/http/server.ts';
 import { recordEvent } from '../../src/register/register.ts';
@@ -35,6 +37,7 @@ import {
 } from './browser.ts';
 
 const PASSWORD = 'correct horse battery';
+const ICHIRO = { ...TARO, name: '鈴木 一郎', nameKana: 'スズキ イチロウ', dateOfBirth: '1975-07-15' };
 const HANAKO = { ...TARO, name: '佐藤 花子', nameKana: 'サトウ ハナコ', dateOfBirth: '1992-11-03', sex: 'F' };
 
 describe.skipIf(!browserRequired && !browserAvailable)('counter page in chromium', () => {
@@ -46,6 +49,7 @@ describe.skipIf(!browserRequired && !browserAvailable)('counter page in chromium
   const staffIds: Record<string, number> = {};
   const taro = newResidentId();
   const hanako = newResidentId();
+  const ichiro = newResidentId();
   /** Serials the page showed at the end of Taro's issuance. */
   const issued: { sign?: string; auth?: string } = {};
 
@@ -65,6 +69,7 @@ describe.skipIf(!browserRequired && !browserAvailable)('counter page in chromium
       ).id;
     await recordEvent(ta.authority.store, registration(taro));
     await recordEvent(ta.authority.store, registration(hanako, '2020-01-01', HANAKO));
+    await recordEvent(ta.authority.store, registration(ichiro, '2020-01-01', ICHIRO));
     app = await buildServer({ authority: ta.authority, operatorToken: ta.operatorToken, webRoot });
     await app.listen({ port: 0, host: '127.0.0.1' });
     const addr = app.server.address();
@@ -351,6 +356,62 @@ describe.skipIf(!browserRequired && !browserAvailable)('counter page in chromium
     await page.close();
   });
 
+  it('a PIN reset at the counter unlocks a locked signature PIN', async () => {
+    // Issue to Ichiro through the API (the page's issuance is covered above), then lock his PIN.
+    const login = await fetch(`${base}/api/v1/staff/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'clerk.chiyoda', password: PASSWORD }),
+    });
+    const headers = {
+      authorization: `Bearer ${((await login.json()) as { token: string }).token}`,
+      'content-type': 'application/json',
+    };
+    const post = async (path: string, body?: object) => {
+      const r = await fetch(`${base}/api/v1${path}`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body ?? {}),
+      });
+      expect(r.status, await r.clone().text()).toBeLessThan(300);
+      return (await r.json()) as { id: string; cardId: string };
+    };
+    const { id } = await post('/counter/cases', { residentId: ichiro });
+    await post(`/counter/cases/${id}/identity`, { documents: [{ type: 'driving-licence' }] });
+    await post(`/counter/cases/${id}/fee`, { method: 'cash' });
+    await post(`/counter/cases/${id}/keys`, { signPin: 'ICHIRO123', authPin: '2468' });
+    await post(`/counter/cases/${id}/issue`);
+    const { cardId } = await post(`/counter/cases/${id}/card`);
+    const cardPath = join(ta.dir, 'cards', `${cardId}.json`);
+    const card = await SoftwareCard.open(cardPath);
+    for (let n = 0; n < 5; n++)
+      await expect(card.signer('sign', 'WRONG999')).rejects.toBeInstanceOf(PinIncorrectError);
+    expect((await card.pinStatus('sign')).locked).toBe(true);
+    await card.close();
+
+    const page = await browser.context.newPage();
+    await logIn(page, 'clerk.chiyoda');
+    await findResident(page, '鈴木 一郎', '1975-07-15');
+    await page.getByRole('button', { name: '暗証番号の再設定' }).click();
+    await page.getByRole('heading', { level: 2, name: '本人確認' }).waitFor();
+    await page.getByRole('checkbox', { name: 'マイナンバーカード' }).check();
+    await page.getByRole('button', { name: '本人確認を記録' }).click();
+    await page.getByRole('heading', { level: 2, name: '暗証番号の再設定' }).waitFor();
+    // The card issued to him is filled in.
+    await expect.poll(() => page.getByLabel('カードID').inputValue()).toBe(cardId);
+    await page.getByLabel('新しい暗証番号', { exact: false }).first().fill('NEWPIN77');
+    await page.getByLabel('新しい暗証番号（確認）').fill('NEWPIN77');
+    await expectAccessible(page, 'ja');
+    await screenshot(page, '12-pin-reset');
+    await page.getByRole('button', { name: '暗証番号を再設定' }).click();
+    await page.getByText('暗証番号を再設定しました。ロックは解除されています。').waitFor();
+    const reopened = await SoftwareCard.open(cardPath);
+    expect((await reopened.pinStatus('sign')).locked).toBe(false);
+    await (await reopened.signer('sign', 'NEWPIN77')).sign(Buffer.from('signed after the reset'));
+    await reopened.close();
+    await page.close();
+  });
+
   it('English: lang switches, no Japanese outside resident data, refusals in English; keyboard only', async () => {
     const page = await browser.context.newPage();
     await page.goto(`${base}/counter/`);
@@ -384,7 +445,7 @@ describe.skipIf(!browserRequired && !browserAvailable)('counter page in chromium
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { level: 1, name: "Resident's record: 佐藤 花子" }).waitFor();
     expect(await japaneseOutsideData(page)).toEqual([]);
-    await screenshot(page, '12-english-resident');
+    await screenshot(page, '13-english-resident');
     await page.getByRole('button', { name: 'New issuance' }).click();
     await page.getByRole('heading', { level: 2, name: 'Identity check' }).waitFor();
     await page.getByRole('checkbox', { name: 'My Number Card' }).focus();
@@ -398,7 +459,7 @@ describe.skipIf(!browserRequired && !browserAvailable)('counter page in chromium
     await page.getByText('certificate issuance fee').waitFor();
     expect(await japaneseOutsideData(page)).toEqual([]);
     await expectAccessible(page, 'en');
-    await screenshot(page, '13-english-receipt');
+    await screenshot(page, '14-english-receipt');
 
     // Taro's refusal in English.
     await page.getByRole('button', { name: "Back to the resident's record" }).click();
@@ -410,7 +471,7 @@ describe.skipIf(!browserRequired && !browserAvailable)('counter page in chromium
     await page.getByRole('button', { name: 'Renewal' }).click();
     await expect.poll(() => page.getByRole('alert').textContent()).toContain('Renewal is not possible now');
     expect(await japaneseOutsideData(page)).toEqual([]);
-    await screenshot(page, '14-english-refusal');
+    await screenshot(page, '15-english-refusal');
     // Back to Japanese.
     await page.getByRole('button', { name: '日本語' }).click();
     await expect.poll(() => page.getAttribute('html', 'lang')).toBe('ja');

@@ -9,8 +9,8 @@
 // with the same facts), 1 the file was read to the end but some rows were refused (see the row
 // errors), 2 the import could not run or stopped (bad header, not UTF-8, no authority, database
 // failure: rows of batches committed before a stop stay, and importing the same file again
-// completes it), 3 usage error. `show` and `event` exit 0, or 1 on an error (2 usage), like the
-// other commands.
+// completes it), 3 usage error; 130 (143) when interrupted by SIGINT (SIGTERM). `show` and `event`
+// exit 0, or 1 on an error (2 usage), like the other commands.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, createReadStream, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -165,12 +165,29 @@ async function importCommand(o: {
     );
   }
   const report = o.errors === undefined ? undefined : ErrorReport.create(resolve(o.errors), csvPath);
+  const ui: { bar?: SingleBar } = {};
+  // Ctrl-C: give the terminal back its cursor and line wrapping, leave no half-written report. The
+  // transaction in progress rolls back with the process; the batches before it stay.
+  const interrupted = (signal: NodeJS.Signals) => {
+    ui.bar?.stop();
+    report?.discard();
+    process.stderr.write(
+      'jpki: import interrupted; the rows committed so far stay registered, and importing the same file again completes it\n',
+    );
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
-    const outcome = await withDataStore(o.data, (store) => runImport(store, csvPath, size, o.date, report));
+    const outcome = await withDataStore(o.data, (store) =>
+      runImport(store, csvPath, size, o.date, report, ui),
+    );
     report?.commit();
     printSummary(o.csv, outcome, report);
     return outcome.failed > 0 ? IMPORT_EXIT.ROWS_FAILED : IMPORT_EXIT.OK;
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     report?.discard();
   }
 }
@@ -181,10 +198,12 @@ async function runImport(
   size: number,
   date: string | undefined,
   report: ErrorReport | undefined,
+  ui: { bar?: SingleBar },
 ): Promise<ImportResult> {
   const hash = createHash('sha256');
   let bytes = 0;
   const bar = process.stderr.isTTY ? progressBar(size) : undefined;
+  ui.bar = bar;
   let last: ImportProgress = { rows: 0, imported: 0, unchanged: 0, failed: 0, elapsedMs: 0 };
   const show = () =>
     bar?.update(bytes, {

@@ -3,12 +3,14 @@
 // DATABASE_URL. Certificates for the show/event cases are issued in this process on the same database,
 // as the counter would.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Authority } from '../../src/authority/authority.ts';
+import { dataPaths } from '../../src/authority/config.ts';
 import { issueForResident } from '../../src/counter/issuance.ts';
 import { parseCsvStream } from '../../src/register/csv.ts';
+import { openDatabase } from '../../src/store/db.ts';
 import {
   createTestPostgresDatabase,
   TEST_PASSPHRASE,
@@ -190,6 +192,67 @@ describe.each(testStores())('jpki register (%s)', (backend) => {
     expect(existsSync(f('garbage-errors.csv'))).toBe(false);
     expect(readdirSync(tmp.dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
     expect(ok(await run(['register', 'show', '--resident', id(7)])).stdout).toContain('渡辺');
+  });
+
+  it('Ctrl-C stops the import with a line and no half-written report; importing again completes it', async () => {
+    const total = 150_000;
+    const prefix = backend === 'sqlite' ? 5 : 6;
+    const lines = [HEADER];
+    for (let i = 0; i < total; i++)
+      lines.push(
+        `${prefix}${String(i).padStart(10, '0')},131016,小林 誠,,1960-02-29,M,東京都千代田区丸の内${i}`,
+      );
+    writeFileSync(f('large.csv'), lines.join('\n'));
+    const child = spawn(
+      process.execPath,
+      [BIN, 'register', 'import', '--data', data, '--csv', f('large.csv'), '--errors', f('large-errors.csv')],
+      { env: { ...cleanEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const exited = new Promise<number | null>((done) => child.on('close', (code) => done(code)));
+    // Interrupted once some batches are committed, well before the end.
+    const store = await openDatabase(
+      pgDb ? { databaseUrl: pgDb.url } : { sqlitePath: dataPaths(data).sqlite },
+    );
+    const ours = async () =>
+      Number(
+        (
+          await store.db
+            .selectFrom('residents')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .where('resident_id', 'like', `${prefix}%`)
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    let committed = 0;
+    try {
+      for (let i = 0; i < 600 && committed === 0; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        committed = await ours();
+      }
+    } finally {
+      await store.close();
+    }
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toBe(
+      'jpki: import interrupted; the rows committed so far stay registered, and importing the same file again completes it\n',
+    );
+    expect(existsSync(f('large-errors.csv'))).toBe(false);
+    expect(readdirSync(tmp.dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+
+    const again = ok(await run(['register', 'import', '--csv', f('large.csv')]));
+    const m = /150,000 rows read, ([\d,]+) imported, ([\d,]+) unchanged .* 0 failed/.exec(again.stdout);
+    expect(m, again.stdout).not.toBeNull();
+    const imported = Number(m![1]!.replace(/,/g, ''));
+    const unchanged = Number(m![2]!.replace(/,/g, ''));
+    expect(committed).toBeGreaterThan(0);
+    expect(unchanged).toBeGreaterThanOrEqual(committed); // what the interrupted run had committed
+    expect(unchanged).toBeLessThan(total);
+    expect(imported + unchanged).toBe(total);
   });
 
   // util-linux script(1) gives the command a terminal.

@@ -1,9 +1,9 @@
 // Schema migrations, kept in code (no migration folder to ship or locate at run time).
 //
 // Migrations are append-only: never edit one that has been released, add '0002_…' instead. Kysely
-// records applied names in `kysely_migration` and serialises concurrent migrators with
-// `kysely_migration_lock` (and an advisory lock on PostgreSQL), so several processes may open the same
-// database at once.
+// records applied names in `kysely_migration`. Concurrent migrators are serialised by an advisory lock
+// on PostgreSQL (Kysely's) and by `BEGIN IMMEDIATE` on SQLite (store/db.ts; Kysely's SQLite lock is a
+// no-op), so several processes may open the same database at once.
 //
 // Sizing: the certificates table is meant to hold ~130 M residents x 2 certificates. Every index on it
 // costs gigabytes and slows every issuance, so it only has the ones a query needs today:

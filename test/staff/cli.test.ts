@@ -31,8 +31,7 @@ describe('jpki staff and jpki audit', () => {
         {},
         stdin === undefined ? undefined : Buffer.from(stdin),
       );
-    // The first command creates the database alone: concurrent first opens of a SQLite file race in
-    // the migrator (init does not create the database).
+    // The first command creates the database; the ones below then run concurrently against it.
     const ops = await add(['--username', 'ops1', '--role', 'operator', '--password-file', pwFile]);
     expect(ok(ops).stdout).toMatch(/^staff 1 ops1 created \(operator\)\n$/);
 

@@ -204,9 +204,10 @@ function decodeOidUncached(c: Uint8Array): string {
 
 /**
  * Checks that a node and everything in it is DER as far as the encoding goes: definite, minimal
- * lengths; universal constructed types only SEQUENCE and SET; BOOLEAN 0x00/0xFF; minimal INTEGERs.
- * (SET OF ordering is not checked: signers are known to get it wrong, and the signed bytes are
- * verified as received.)
+ * lengths; universal constructed types only SEQUENCE and SET, and those never primitive; BOOLEAN
+ * 0x00/0xFF; minimal INTEGERs; BIT STRINGs with at most 7 unused bits, all zero; empty NULLs; OBJECT
+ * IDENTIFIERs with minimal arcs. (SET OF ordering is not checked: signers are known to get it
+ * wrong, and the signed bytes are verified as received.)
  */
 export function checkDer(reader: BerReader, n: BerNode, depth = 0): void {
   if (depth > MAX_DEPTH) formatError('ASN.1 nested too deeply');
@@ -225,6 +226,19 @@ export function checkDer(reader: BerReader, n: BerNode, depth = 0): void {
       if (len > 1 && ((a === 0 && (b! & 0x80) === 0) || (a === 0xff && (b! & 0x80) !== 0)))
         formatError('non-minimal INTEGER');
     }
+    if (n.tag === 0x03) {
+      const unused = buf[n.contentStart];
+      if (
+        unused === undefined ||
+        unused > 7 ||
+        (len === 1 && unused !== 0) ||
+        (unused > 0 && buf[n.end - 1]! & ((1 << unused) - 1))
+      )
+        formatError('BIT STRING not in DER');
+    }
+    if (n.tag === 0x05 && len !== 0) formatError('NULL with content');
+    if (n.tag === 0x06) decodeOid(buf.subarray(n.contentStart, n.end));
+    if (n.tag === 0x10 || n.tag === 0x11) formatError('a primitive SEQUENCE or SET');
     return;
   }
   if ((n.tag & 0xc0) === 0 && n.tag !== 0x30 && n.tag !== 0x31) formatError('constructed string in DER');

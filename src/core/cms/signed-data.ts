@@ -9,6 +9,7 @@ import { OID } from '../oids.ts';
 import { PathParseError } from '../path/asn1.ts';
 import { BytesLru } from '../path/cache.ts';
 import type { ParsedCertificate } from '../path/certificate.ts';
+import { importPublicKey } from '../path/signature.ts';
 import { certificateFrom } from '../path/validate.ts';
 import type { Signer } from '../signer.ts';
 import { keyIdentifier } from '../spki.ts';
@@ -115,7 +116,7 @@ function publicKeyOf(cert: CertificateInfo): KeyObject {
   try {
     let key = keyCache.get(cert);
     if (!key) {
-      key = createPublicKey({ key: cert.spki, format: 'der', type: 'spki' });
+      key = importPublicKey(cert.spki);
       keyCache.set(cert, key);
     }
     return key;

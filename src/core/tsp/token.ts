@@ -127,8 +127,24 @@ function checkGeneralName(r: BerReader, n: BerNode): void {
     if (parts.length !== 2 || parts[0]!.tag !== 0x06 || parts[1]!.tag !== 0xa0)
       formatError('malformed TSTInfo tsa: bad otherName');
     r.oid(parts[0]!);
-  } else if (n.tag === 0x88) r.oid({ ...n, tag: 0x06 });
+  } else if (n.tag === 0xa5) {
+    // EDIPartyName ::= SEQUENCE { nameAssigner [0] DirectoryString OPTIONAL, partyName [1] DirectoryString }
+    const parts = r.children(n);
+    const [assigner, party] = parts.length === 1 ? [undefined, parts[0]] : parts;
+    if (parts.length > 2 || assigner?.tag !== (assigner ? 0xa0 : undefined) || party?.tag !== 0xa1)
+      formatError('malformed TSTInfo tsa: bad ediPartyName');
+    for (const p of [assigner, party]) {
+      if (!p) continue;
+      const [str, extra] = r.children(p);
+      if (!str || extra || !DIRECTORY_STRING_TAGS.has(str.tag))
+        formatError('malformed TSTInfo tsa: bad ediPartyName');
+    }
+  } else if (n.tag === 0xa3) formatError('unsupported TSTInfo tsa: x400Address');
+  else if (n.tag === 0x88) r.oid({ ...n, tag: 0x06 });
 }
+
+/** DirectoryString (RFC 5280 4.1.2.4): TeletexString, PrintableString, UniversalString, UTF8String, BMPString. */
+const DIRECTORY_STRING_TAGS = new Set([0x14, 0x13, 0x1c, 0x0c, 0x1e]);
 
 /**
  * [1] IMPLICIT Extensions: SEQUENCE SIZE (1..MAX) OF SEQUENCE { extnID, critical BOOLEAN DEFAULT

@@ -45,7 +45,7 @@ describe('BytesLru', () => {
       x[1] = v;
       return x;
     });
-    variants.forEach((x, i) => cache.set(x, i));
+    for (const [i, x] of variants.entries()) cache.set(x, i);
     expect(new Set(variants.map(fingerprint)).size).toBe(1);
     expect(cache.get(variants[0]!)).toBeUndefined();
     expect(cache.get(variants[5]!)).toBe(5);

@@ -9,6 +9,7 @@ import type { CaId } from '../core/profiles.ts';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '../core/signer.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerCardCommands } from './card.ts';
+import { registerDevCommands } from './dev.ts';
 import { registerRegisterCommands } from './register.ts';
 import { registerSignCommands } from './sign.ts';
 import { registerStaffCommands } from './staff.ts';
@@ -199,6 +200,7 @@ registerCardCommands(program);
 registerRegisterCommands(program);
 registerValidateCommand(program);
 registerVerifyCommand(program);
+registerDevCommands(program);
 
 function readInput(path: string): Buffer {
   try {

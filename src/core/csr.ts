@@ -7,9 +7,10 @@
 // JWK: OpenSSL 3's SPKI decoder costs ~20 times as much. Every other key goes through the DER import.
 
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
-import { DerError, NULL, oid, readChildren, readTlv, sequence, type Tlv } from './der.ts';
+import { DerError, oid, readChildren, readTlv, type Tlv } from './der.ts';
 import { OID } from './oids.ts';
 import { decodePem } from './pem.ts';
+import { canonicalJwk } from './public-key.ts';
 
 export class CsrError extends Error {
   override name = 'CsrError';
@@ -208,67 +209,25 @@ const OID_TEXT = new Map(
 // ---------------------------------------------------------------------------------------------
 // The key
 
-const RSA_ALGORITHM = sequence(oid(OID.rsaEncryption), NULL);
-/** SubjectPublicKeyInfo of a P-256 key up to the point: SEQUENCE, AlgorithmIdentifier, BIT STRING header. */
-const P256_PREFIX = Buffer.concat([
-  Buffer.from([0x30, 0x59]),
-  sequence(oid(OID.ecPublicKey), oid(OID.prime256v1)),
-  Buffer.from([0x03, 0x42, 0x00]),
-]);
-
 /**
- * RSA and P-256 (uncompressed point) keys in canonical DER, imported from their parts as a JWK.
- * Canonical: the P-256 prefix byte for byte; for RSA the AlgorithmIdentifier byte for byte, every
- * length minimal and both INTEGERs minimal and positive (so the SPKI is the one DER encoding of
- * its key).
- * undefined for anything else, including every non-canonical encoding: the DER import then decides
- * and says why, exactly as for any other key.
+ * RSA and P-256 (uncompressed point) keys in canonical DER, imported from their parts as a JWK
+ * (core/public-key.ts), then held to the policy. undefined for anything else, including every
+ * non-canonical encoding: the DER import then decides and says why, exactly as for any other key.
  */
 function fastSubjectKey(spki: Buffer): KeyObject | undefined {
+  const jwk = canonicalJwk(spki);
+  if (!jwk) return undefined;
+  let key: KeyObject;
   try {
-    if (spki.length === P256_PREFIX.length + 65) {
-      if (spki[P256_PREFIX.length] !== 0x04 || !spki.subarray(0, P256_PREFIX.length).equals(P256_PREFIX))
-        return undefined;
-      const x = spki.subarray(P256_PREFIX.length + 1, P256_PREFIX.length + 33);
-      const y = spki.subarray(P256_PREFIX.length + 33);
-      return createPublicKey({
-        key: { kty: 'EC', crv: 'P-256', x: x.toString('base64url'), y: y.toString('base64url') },
-        format: 'jwk',
-      });
-    }
-    const outer = readTlv(spki, 0);
-    const [alg, bits, extra] = readChildren(spki, outer);
-    if (outer.tag !== 0x30 || outer.end !== spki.length || !alg || bits?.tag !== 0x03 || extra)
-      return undefined;
-    if (!spki.subarray(alg.start, alg.end).equals(RSA_ALGORITHM)) return undefined;
-    if (spki[bits.contentStart] !== 0) return undefined;
-    const rsaKey = readTlv(spki, bits.contentStart + 1);
-    const [n, e, more] = readChildren(spki, rsaKey);
-    if (rsaKey.tag !== 0x30 || rsaKey.end !== bits.end || n?.tag !== 0x02 || e?.tag !== 0x02 || more)
-      return undefined;
-    const modulus = spki.subarray(n.contentStart, n.end);
-    const exponent = spki.subarray(e.contentStart, e.end);
-    // DER: every length minimal, both INTEGERs minimal and positive.
-    for (const t of [outer, bits, rsaKey, n, e]) if (!minimalLength(spki, t)) return undefined;
-    if (!minimalPositive(modulus) || !minimalPositive(exponent)) return undefined;
-    const magnitude = modulus[0] === 0 ? modulus.subarray(1) : modulus;
-    if (magnitude.length === 0) return undefined;
-    const bitsOfModulus = magnitude.length * 8 - Math.clz32(magnitude[0]!) + 24;
-    rsaPolicy(bitsOfModulus, BigInt(`0x${exponent.toString('hex')}`));
-    return createPublicKey({
-      key: { kty: 'RSA', n: magnitude.toString('base64url'), e: exponent.toString('base64url') },
-      format: 'jwk',
-    });
-  } catch (e) {
-    if (e instanceof CsrError) throw e;
-    return undefined; // let the DER import decide and explain
+    key = createPublicKey({ key: jwk, format: 'jwk' });
+  } catch {
+    return undefined; // e.g. a point off the curve: the DER import refuses it and says why
   }
-}
-
-/** The content octets of a positive INTEGER in minimal form. */
-function minimalPositive(c: Buffer): boolean {
-  if (c.length === 0 || c[0]! & 0x80) return false;
-  return !(c.length > 1 && c[0] === 0 && !(c[1]! & 0x80));
+  if (key.asymmetricKeyType === 'rsa') {
+    const d = key.asymmetricKeyDetails ?? {};
+    rsaPolicy(d.modulusLength ?? 0, d.publicExponent ?? 0n);
+  }
+  return key;
 }
 
 function rsaPolicy(bits: number, e: bigint): void {

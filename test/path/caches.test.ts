@@ -6,7 +6,7 @@ import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypt
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BytesLru, fingerprint, Lru } from '../../src/core/path/cache.ts';
-import { importPublicKey } from '../../src/core/path/signature.ts';
+import { importPublicKey } from '../../src/core/public-key.ts';
 
 const SCALE = Number(process.env.JPKI_FUZZ_SCALE ?? 1);
 

@@ -9,8 +9,8 @@ import { OID } from '../oids.ts';
 import { PathParseError } from '../path/asn1.ts';
 import { BytesLru } from '../path/cache.ts';
 import type { ParsedCertificate } from '../path/certificate.ts';
-import { importPublicKey } from '../path/signature.ts';
 import { certificateFrom } from '../path/validate.ts';
+import { importPublicKey } from '../public-key.ts';
 import type { Signer } from '../signer.ts';
 import { keyIdentifier } from '../spki.ts';
 import {

@@ -1,15 +1,7 @@
 // Signature verification with node:crypto for certificates, CRLs and OCSP responses.
 
-import {
-  constants,
-  createHash,
-  createPublicKey,
-  type JsonWebKeyInput,
-  type KeyObject,
-  verify,
-} from 'node:crypto';
-import { bitString, NULL, oid, sequence, unsignedInteger } from '../der.ts';
-import { OID } from '../oids.ts';
+import { constants, createHash, type KeyObject, verify } from 'node:crypto';
+import { importPublicKey } from '../public-key.ts';
 import {
   type AlgorithmId,
   algorithm,
@@ -67,63 +59,6 @@ export interface VerifyResult {
   ok: boolean;
   /** Why it failed, when it did. */
   reason?: string;
-}
-
-const RSA_ALGORITHM = sequence(oid(OID.rsaEncryption), NULL);
-/** SubjectPublicKeyInfo of a P-256 key up to the point: SEQUENCE, AlgorithmIdentifier, BIT STRING header. */
-const P256_PREFIX = Buffer.concat([
-  Buffer.from([0x30, 0x59]),
-  sequence(oid(OID.ecPublicKey), oid(OID.prime256v1)),
-  Buffer.from([0x03, 0x42, 0x00]),
-]);
-
-/**
- * A node:crypto public key from a SubjectPublicKeyInfo (DER). OpenSSL 3.0's SPKI decoder costs
- * ~90 µs; an RSA key or a P-256 key (uncompressed point) in canonical DER is imported from its parts
- * as a JWK instead (a few µs). Canonical means the SPKI is byte for byte the DER that its parts
- * encode to, so both ways load the same key; anything else (other key types, any other encoding)
- * goes through the DER import, which accepts or refuses it as before. Throws what createPublicKey
- * throws.
- */
-export function importPublicKey(spki: Buffer): KeyObject {
-  const fast = canonicalJwk(spki);
-  if (fast) return createPublicKey({ key: fast, format: 'jwk' });
-  return createPublicKey({ key: spki, format: 'der', type: 'spki' });
-}
-
-function canonicalJwk(spki: Buffer): JsonWebKeyInput['key'] | undefined {
-  if (spki.length === P256_PREFIX.length + 65) {
-    if (spki[P256_PREFIX.length] !== 0x04 || !spki.subarray(0, P256_PREFIX.length).equals(P256_PREFIX))
-      return undefined;
-    const x = spki.subarray(P256_PREFIX.length + 1, P256_PREFIX.length + 33);
-    const y = spki.subarray(P256_PREFIX.length + 33);
-    return { kty: 'EC', crv: 'P-256', x: x.toString('base64url'), y: y.toString('base64url') };
-  }
-  try {
-    const top = node(spki, 0);
-    const [alg, bits, extra] = kids(spki, top);
-    if (top.tag !== 0x30 || top.end !== spki.length || alg?.tag !== 0x30 || bits?.tag !== 0x03 || extra)
-      return undefined;
-    if (!spki.subarray(alg.start, alg.end).equals(RSA_ALGORITHM) || spki[bits.cs] !== 0) return undefined;
-    const rsaKey = node(spki, bits.cs + 1, bits.end);
-    const [n, e, more] = kids(spki, rsaKey);
-    if (rsaKey.tag !== 0x30 || rsaKey.end !== bits.end || n?.tag !== 0x02 || e?.tag !== 0x02 || more)
-      return undefined;
-    const modulus = spki.subarray(n.cs, n.end);
-    const exponent = spki.subarray(e.cs, e.end);
-    if (modulus.length === 0 || exponent.length === 0 || modulus[0]! & 0x80 || exponent[0]! & 0x80)
-      return undefined;
-    const canonical = sequence(
-      RSA_ALGORITHM,
-      bitString(sequence(unsignedInteger(modulus), unsignedInteger(exponent))),
-    );
-    if (!canonical.equals(spki)) return undefined;
-    const strip = (b: Buffer) => (b.length > 1 && b[0] === 0 ? b.subarray(1) : b);
-    return { kty: 'RSA', n: strip(modulus).toString('base64url'), e: strip(exponent).toString('base64url') };
-  } catch (e) {
-    if (e instanceof PathParseError) return undefined;
-    throw e;
-  }
 }
 
 /** The node:crypto key for an SPKI, or null if node cannot load it (cached either way). */

@@ -1,6 +1,4 @@
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { SubjectAlternativeName } from '@peculiar/asn1-x509';
-import { explicit, oid, sequence, utf8String } from './der.ts';
+import { DerError, explicit, oid, readChildren, readTlv, sequence, type Tlv, utf8String } from './der.ts';
 import { OID } from './oids.ts';
 
 /**
@@ -135,24 +133,36 @@ export function encodeBasicFactsSan(facts: BasicFacts): Buffer {
  * carries none (an authentication certificate); throws when they are present but incomplete.
  */
 export function decodeBasicFactsSan(extnValue: Uint8Array): BasicFacts | null {
-  let san: SubjectAlternativeName;
+  const buf = Buffer.from(extnValue.buffer, extnValue.byteOffset, extnValue.byteLength);
+  const values = new Map<string, string>();
+  let names: Tlv[];
   try {
-    san = AsnConvert.parse(extnValue, SubjectAlternativeName);
+    const top = readTlv(buf, 0);
+    if (top.tag !== 0x30 || top.end !== buf.length) throw new DerError('not one GeneralNames SEQUENCE');
+    names = readChildren(buf, top);
   } catch {
     throw new BasicFactsError('malformed subjectAltName');
   }
-  const values = new Map<string, string>();
-  for (const gn of san) {
-    if (!gn.otherName?.typeId.startsWith('1.2.392.200149.8.5.5.')) continue;
-    let v: string;
+  if (names.length === 0) throw new BasicFactsError('malformed subjectAltName');
+  for (const gn of names) {
+    // otherName is [0] IMPLICIT SEQUENCE { type-id OID, value [0] EXPLICIT ANY }; other forms are skipped.
+    if (gn.tag !== 0xa0) continue;
+    let typeId: string | undefined;
+    let value: string;
     try {
-      // value is [0] EXPLICIT UTF8String; the schema gives us the inner TLV bytes
-      const inner = Buffer.from(gn.otherName.value);
-      v = decodeUtf8StringTlv(inner);
+      const [type, wrapped, extra] = readChildren(buf, gn);
+      if (type?.tag !== 0x06 || wrapped?.tag !== 0xa0 || extra) throw new DerError('malformed otherName');
+      typeId = FACT_OIDS.get(buf.toString('latin1', type.contentStart, type.end));
+      if (!typeId) continue;
+      const [str, more] = readChildren(buf, wrapped);
+      if (str?.tag !== 0x0c || more) throw new DerError('not a UTF8String');
+      value = UTF8.decode(buf.subarray(str.contentStart, str.end));
     } catch {
-      throw new BasicFactsError(`malformed value for ${gn.otherName.typeId}`);
+      throw new BasicFactsError(typeId ? `malformed value for ${typeId}` : 'malformed subjectAltName');
     }
-    values.set(gn.otherName.typeId, v);
+    // Two names (or two addresses) would leave the verifier to pick one: refuse instead.
+    if (values.has(typeId)) throw new BasicFactsError(`subjectAltName repeats ${typeId}`);
+    values.set(typeId, value);
   }
   if (values.size === 0) return null;
   const get = (o: string) => {
@@ -172,23 +182,22 @@ export function decodeBasicFactsSan(extnValue: Uint8Array): BasicFacts | null {
   };
 }
 
-function decodeUtf8StringTlv(b: Buffer): string {
-  // Either the UTF8String itself or wrapped in its [0] tag, depending on the schema version.
-  let pos = 0;
-  if (b[0] === 0xa0) pos = b[1]! < 0x80 ? 2 : 2 + (b[1]! & 0x7f);
-  if (b[pos] !== 0x0c) throw new Error('not a UTF8String');
-  const lenByte = b[pos + 1]!;
-  let start = pos + 2;
-  let len = lenByte;
-  if (lenByte >= 0x80) {
-    const n = lenByte & 0x7f;
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + b[pos + 2 + i]!;
-    start += n;
-  }
-  if (start + len > b.length) throw new Error('truncated');
-  return new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(start, start + len));
-}
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The JPKI basic-fact OIDs by their DER content octets (latin1), for the SAN reader. */
+const FACT_OIDS = new Map(
+  [
+    OID.jpkiName,
+    OID.jpkiDateOfBirth,
+    OID.jpkiSex,
+    OID.jpkiAddress,
+    OID.jpkiNameSubstitute,
+    OID.jpkiAddressSubstitute,
+  ].map((o) => {
+    const der = oid(o);
+    return [der.toString('latin1', der[1]! < 0x80 ? 2 : 2 + (der[1]! & 0x7f)), o] as const;
+  }),
+);
 
 /**
  * Prefecture and city (municipality) from an address such as 東京都千代田区霞が関1-2-2, for the

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   BasicFactsError,
+  basicFactsGeneralNames,
   decodeBasicFactsSan,
   encodeBasicFactsSan,
   encodeDateOfBirth,
@@ -8,6 +9,7 @@ import {
   normaliseBasicFacts,
   parseSex,
 } from '../../src/core/basic-facts.ts';
+import { sequence } from '../../src/core/der.ts';
 
 const taro = {
   name: '山田 太郎',
@@ -84,6 +86,15 @@ describe('the four basic facts', () => {
     // GeneralNames with one dNSName
     const san = Buffer.from([0x30, 0x0d, 0x82, 0x0b, ...Buffer.from('example.jp1')]);
     expect(decodeBasicFactsSan(san)).toBeNull();
+  });
+
+  it('refuses a SAN that states a fact twice, an empty SAN and trailing bytes', () => {
+    const names = basicFactsGeneralNames(taro);
+    const twice = sequence(...names, names[0]!);
+    expect(() => decodeBasicFactsSan(twice)).toThrow(/repeats 1\.2\.392\.200149\.8\.5\.5\.1/);
+    expect(() => decodeBasicFactsSan(Buffer.from([0x30, 0x00]))).toThrow(BasicFactsError);
+    const trailing = Buffer.concat([encodeBasicFactsSan(taro), Buffer.from([0x00])]);
+    expect(() => decodeBasicFactsSan(trailing)).toThrow('malformed subjectAltName');
   });
 });
 

@@ -9,9 +9,10 @@
 // key: its signature never verifies under the CA, so it can not pass for a certificate of the
 // service. The row's `profile` is 'synthetic' (real rows say 'sign' or 'auth'); `ca` is the real CA
 // id, which is all OCSP and the CRL builders look at. The DER's validity is the template's; the
-// row's not_before / not_after columns are spread over five years. Serials are 16 random bytes with
-// the top bit clear and a non-zero first byte (127 random bits, a fixed length the template can
-// take in place); a real serial is 16 random bytes as well.
+// row's not_before / not_after columns are spread over five years. Serials are 16 random bytes as a
+// real one (src/core/serial.ts), with a 0x00 sign octet when the top bit is set, so they spread over
+// the CRL partitions as real ones do (one template per serial length; a first octet 00 without the
+// top bit becomes 01, where a real serial would be one octet shorter).
 //
 // Bulk load: PostgreSQL through binary `COPY … FROM STDIN` (pg-copy-streams), SQLite through
 // prepared inserts; one transaction per batch holding the batch's certificates and revocations,
@@ -87,9 +88,10 @@ const SERIAL_BYTES = 16;
 
 interface Template {
   ca: PopulateCa;
-  der: Buffer;
-  /** Offset of the serial's content octets in der. */
-  serialAt: number;
+  /** By serial length: [16 octets, 17 octets (0x00 + 16)]. */
+  der: [Buffer, Buffer];
+  /** Offset of the serial's content octets in der, by serial length. */
+  serialAt: [number, number];
   spkiSha256: string;
 }
 
@@ -209,29 +211,32 @@ async function template(authority: PopulateAuthority, ca: PopulateCa): Promise<T
     },
     profile,
   );
-  const placeholder = Buffer.alloc(SERIAL_BYTES, 0x11);
-  const tbs = encodeTbsCertificate(signer, {
-    serial: placeholder,
-    issuer: issuerName,
-    subject: t.subject,
-    notBefore: t.validity.notBefore,
-    notAfter: t.validity.notAfter,
-    spki,
-    extensions: t.extensions,
-  });
-  const der = sequence(
-    tbs,
-    signatureAlgorithmIdentifier(signer.algorithm),
-    bitString(await signer.sign(tbs)),
-  );
-  const tbsFields = readChildren(der, readChildren(der, readTlv(der, 0))[0]!);
-  const serialField = tbsFields[1]!;
-  if (serialField.end - serialField.contentStart !== SERIAL_BYTES)
-    throw new Error('populate: unexpected template layout');
+  const build = async (placeholder: Buffer) => {
+    const tbs = encodeTbsCertificate(signer, {
+      serial: placeholder,
+      issuer: issuerName,
+      subject: t.subject,
+      notBefore: t.validity.notBefore,
+      notAfter: t.validity.notAfter,
+      spki,
+      extensions: t.extensions,
+    });
+    const der = sequence(
+      tbs,
+      signatureAlgorithmIdentifier(signer.algorithm),
+      bitString(await signer.sign(tbs)),
+    );
+    const serialField = readChildren(der, readChildren(der, readTlv(der, 0))[0]!)[1]!;
+    if (serialField.end - serialField.contentStart !== placeholder.length)
+      throw new Error('populate: unexpected template layout');
+    return { der, at: serialField.contentStart };
+  };
+  const short = await build(Buffer.alloc(SERIAL_BYTES, 0x11));
+  const long = await build(Buffer.concat([Buffer.alloc(1), Buffer.alloc(SERIAL_BYTES, 0x91)]));
   return {
     ca,
-    der,
-    serialAt: serialField.contentStart,
+    der: [short.der, long.der],
+    serialAt: [short.at, long.at],
     spkiSha256: createHash('sha256').update(spki).digest('hex'),
   };
 }
@@ -264,16 +269,16 @@ function makeBatch(templates: Template[], n: number, r: number, now: number): Ba
   const certificates: CertRow[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const s = serials.subarray(i * SERIAL_BYTES, (i + 1) * SERIAL_BYTES);
-    // Positive and minimal as a DER INTEGER, with a fixed length of 16.
-    s[0] = s[0]! & 0x7f || 1;
-    const t = templates[s[1]! & 1]!;
-    const der = Buffer.from(t.der);
-    s.copy(der, t.serialAt);
+    const t = templates[s[SERIAL_BYTES - 1]! & 1]!;
+    const long = s[0]! & 0x80 ? 1 : 0;
+    if (!long && s[0] === 0) s[0] = 1; // minimal DER: no leading 00 before a clear top bit
+    const der = Buffer.from(t.der[long]);
+    s.copy(der, t.serialAt[long] + long);
     // Issued over the last five years (seconds), valid for five: all still valid now.
     const notBefore =
       Math.floor((now - randomInt(1, 5 * 365) * DAY - randomInt(0, 86_400) * 1000) / 1000) * 1000;
     certificates[i] = {
-      serial: s.toString('hex'),
+      serial: long ? `00${s.toString('hex')}` : s.toString('hex'),
       ca: t.ca,
       notBefore,
       notAfter: notBefore + 5 * YEAR,

@@ -70,6 +70,7 @@ import {
   urls,
 } from './config.ts';
 import { createDevelopmentPassphrase, openKeyStore } from './keystores.ts';
+import { OcspResponses, ocspIssuer, presignSettings } from './ocsp-responses.ts';
 import { type RevocationReason, reasonCode } from './reasons.ts';
 
 export class AuthorityError extends Error {
@@ -195,6 +196,8 @@ export class Authority {
   private issuancesInProgress = 0;
   /** Stores the certificates of issuances without a transaction hook, with group commit. */
   private readonly certificateWriter: CertificateWriter;
+  /** Pre-signed OCSP responses: lookup, re-sign on revocation, batch signing (docs/ocsp.md). */
+  readonly ocspResponses: OcspResponses;
 
   private constructor(
     readonly dataDir: string,
@@ -205,8 +208,17 @@ export class Authority {
     private readonly issuing: Record<CertificateKind, IssuingCa>,
     private readonly tsa: { signer: Signer; certDer: Buffer } | undefined,
     private readonly now: () => Date,
+    databaseUrl?: string,
   ) {
     this.certificateWriter = new CertificateWriter(store.db);
+    this.ocspResponses = new OcspResponses(
+      store,
+      {
+        sign: ocspIssuer('sign', issuing.sign.hashes, issuing.sign.responder),
+        auth: ocspIssuer('auth', issuing.auth.hashes, issuing.auth.responder),
+      },
+      { now, settings: presignSettings(config), databaseUrl },
+    );
   }
 
   /**
@@ -364,7 +376,17 @@ export class Authority {
       }
       const databaseUrl = opts.databaseUrl ?? env.DATABASE_URL;
       store = await openDatabase(databaseUrl ? { databaseUrl } : { sqlitePath: paths.sqlite });
-      return new Authority(dataDir, config, store, keys, root, issuing, tsa, opts.now ?? (() => new Date()));
+      return new Authority(
+        dataDir,
+        config,
+        store,
+        keys,
+        root,
+        issuing,
+        tsa,
+        opts.now ?? (() => new Date()),
+        databaseUrl,
+      );
     } catch (e) {
       await store?.close();
       await keys.close();
@@ -373,6 +395,7 @@ export class Authority {
   }
 
   async close(): Promise<void> {
+    await this.ocspResponses.stop();
     await this.store.close();
     await this.keys.close();
   }
@@ -498,20 +521,38 @@ export class Authority {
 
   /**
    * Revokes a certificate. Revoking again keeps the first record (time and reason) and reports
-   * `created: false`. `opts.db` runs it inside a caller's transaction. The OCSP answer changes with the store, before this returns.
+   * `created: false`. `opts.db` runs it inside a caller's transaction. In the same transaction the
+   * "revoked" OCSP response is signed and stored in place of the pre-signed one (docs/ocsp.md), so
+   * from the commit on no responder serves "good" from the store; this process's memory cache keeps
+   * the serial out until then, and other responders drop it when their revocation feed sees it.
    */
   async revoke(serial: string, reason: RevocationReason, revokedAt?: Date, opts: { db?: Db } = {}) {
     const now = this.now();
     const at = revokedAt ?? now;
     if (at.getTime() > now.getTime() + 60_000)
       throw new AuthorityError('the revocation time is in the future');
-    const result = await revokeInStore(opts.db ?? this.store.db, {
-      serial: canonicalSerial(serial),
+    const hex = canonicalSerial(serial);
+    const request = {
+      serial: hex,
       reason: reasonCode(reason),
       revokedAt: truncateToSecond(at).getTime(),
       recordedAt: now.getTime(),
-    });
-    return result;
+    };
+    const run = async (trx: Db) => {
+      const result = await revokeInStore(trx, request);
+      if (result.created) await this.ocspResponses.revokedInTransaction(trx, result.revocation);
+      return result;
+    };
+    // In a caller's transaction (opts.db; on SQLite the outbox's may be a connection it began one
+    // on) the commit comes later: the serial then stays out of the memory cache until the
+    // revocation feed sees it.
+    const own = !opts.db;
+    this.ocspResponses.beginRevocation(hex);
+    try {
+      return opts.db ? await run(opts.db) : await this.store.db.transaction().execute(run);
+    } finally {
+      if (own) this.ocspResponses.endRevocation(hex);
+    }
   }
 
   /**
@@ -632,9 +673,11 @@ export class Authority {
   }
 
   /**
-   * Answers an OCSP request (RFC 6960). The store is asked for every answer, so a revocation that
-   * has been recorded is never answered "good"; signed responses are reused while the status
-   * they state is still the status in the store and they are younger than the refresh interval.
+   * Answers an OCSP request (RFC 6960). A single CertID without a nonce is answered with its
+   * pre-signed response when the store holds a fresh one (through the memory cache on PostgreSQL,
+   * see docs/ocsp.md). Otherwise the store gives the status and the response is signed here;
+   * such responses are reused while the status they state is still the status in the store and
+   * they are younger than the refresh interval.
    */
   async ocsp(requestDer: Uint8Array): Promise<OcspAnswer> {
     let req: ReturnType<typeof parseOcspRequest>;
@@ -654,6 +697,18 @@ export class Authority {
     const issuing = this.issuing[ca];
     const now = this.now();
     const nowMs = now.getTime();
+    if (req.certIds.length === 1 && !req.nonce) {
+      // The pre-signed response, if there is a fresh one (docs/ocsp.md); else signed below.
+      const stored = await this.ocspResponses.lookup(ca, req.certIds[0]!, nowMs);
+      if (stored)
+        return {
+          der: stored.der,
+          cacheable: true,
+          producedAt: new Date(stored.thisUpdate),
+          nextUpdate: new Date(stored.nextUpdate),
+          status: 'successful',
+        };
+    }
     const statuses: CertStatus[] = [];
     for (const id of req.certIds) {
       const row = await certificateStatus(this.store.db, serialHex(id.serial));

@@ -188,9 +188,35 @@ program
   .addOption(new Option('--port <port>', 'TCP port').env('PORT').default('8080'))
   .addOption(new Option('--host <host>', 'address to bind').env('HOST').default('127.0.0.1'))
   .option('--init', 'create the authority first if the data directory has none')
-  .action(async (o: { data: string; port: string; host: string; init?: boolean }) => {
+  .addOption(
+    new Option('--role <role>', 'all: the whole authority; ocsp: an OCSP responder only (docs/ocsp.md)')
+      .choices(['all', 'ocsp'])
+      .default('all'),
+  )
+  .action(async (o: { data: string; port: string; host: string; init?: boolean; role: 'all' | 'ocsp' }) => {
     const { serve } = await import('../http/serve.ts');
-    await serve({ dataDir: resolve(o.data), port: Number(o.port), host: o.host, init: !!o.init });
+    await serve({
+      dataDir: resolve(o.data),
+      port: Number(o.port),
+      host: o.host,
+      init: !!o.init,
+      role: o.role,
+    });
+  });
+
+program
+  .command('ocsp')
+  .description('OCSP responses (docs/ocsp.md)')
+  .command('presign')
+  .description('sign the OCSP responses that are missing or due for refresh, in batches, and store them')
+  .addOption(dataOption())
+  .option('--batch <n>', 'certificates per batch', '1000')
+  .option('--concurrency <n>', 'signatures in flight at once', '8')
+  .action(async (o: { data: string; batch: string; concurrency: string }) => {
+    const batchSize = positiveInteger(o.batch, '--batch');
+    const concurrency = positiveInteger(o.concurrency, '--concurrency');
+    const { presignWithProgress } = await import('./ocsp.ts');
+    await withAuthority(o.data, (a) => presignWithProgress(a, { batchSize, concurrency }));
   });
 
 registerSignCommands(program);
@@ -208,6 +234,13 @@ function readInput(path: string): Buffer {
   } catch (e) {
     throw new Error(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+}
+
+function positiveInteger(text: string, what: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1)
+    throw new Error(`${what}: not a positive whole number: ${text}`);
+  return n;
 }
 
 function checkUrl(u: string) {

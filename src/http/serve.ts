@@ -11,7 +11,20 @@ export interface ServeOptions {
   host: string;
   /** Create the authority first when the data directory has none (`npm start` on a fresh machine). */
   init?: boolean;
+  /**
+   * 'all' (default): the whole authority. 'ocsp': an OCSP responder only (docs/ocsp.md): no CRL
+   * schedule, no outbox, no batch signing of OCSP responses.
+   */
+  role?: 'all' | 'ocsp';
 }
+
+/** How often `jpki serve` looks for OCSP responses to sign ahead (missing, or within the refresh margin). */
+export const PRESIGN_INTERVAL_MS = 5 * 60_000;
+
+/**
+ * Runs the authority as a service: opens it (creating it if asked), makes sure every CA has a
+ * current CRL, keeps CRLs fresh on a schedule, and serves HTTP until SIGINT/SIGTERM.
+ */
 
 /**
  * Runs the authority as a service: opens it (creating it if asked), makes sure every CA has a
@@ -30,8 +43,10 @@ export async function serve(o: ServeOptions): Promise<void> {
   if (operatorToken.length < 16)
     throw new Error('no operator token: set JPKI_OPERATOR_TOKEN (16+ characters)');
 
-  await refreshCrls(authority);
+  const responderOnly = o.role === 'ocsp';
+  if (!responderOnly) await refreshCrls(authority);
   const timer = setInterval(() => {
+    if (responderOnly) return;
     refreshCrls(authority).catch((e) => app.log.error({ err: e }, 'CRL refresh failed'));
   }, 60_000);
   timer.unref();
@@ -45,12 +60,16 @@ export async function serve(o: ServeOptions): Promise<void> {
   const outbox = new OutboxProcessor(authority, {
     onError: (e) => app.log.error({ err: e }, 'outbox processing failed'),
   });
-  outbox.start();
+  if (!responderOnly) outbox.start();
+  // OCSP responses signed ahead, in the background: a large store takes hours the first time.
+  const presign = responderOnly ? undefined : schedulePresign(authority, app.log);
   await app.listen({ port: o.port, host: o.host });
   const base = `http://${hostForUrl(o.host)}:${o.port}`;
   process.stdout.write(
     [
-      `open-jpki authority listening on ${base}`,
+      responderOnly
+        ? `open-jpki OCSP responder listening on ${base}`
+        : `open-jpki authority listening on ${base}`,
       `  OCSP:            ${base}/ocsp`,
       `  CRLs:            ${base}/crl/sign.crl  ${base}/crl/auth.crl  ${base}/crl/root.crl (deltas: sign-delta.crl, auth-delta.crl)`,
       `  CA certificates: ${base}/ca/root.pem  ${base}/ca/sign.pem  ${base}/ca/auth.pem`,
@@ -64,6 +83,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   );
   const stop = async () => {
     clearInterval(timer);
+    await presign?.stop();
     await outbox.stop();
     await app.close();
     await authority.close();
@@ -85,6 +105,41 @@ export async function refreshCrls(authority: Authority, now = Date.now()): Promi
       if (stale) await authority.generateCrl(ca, { delta: kind === 'delta' });
     }
   }
+}
+
+/**
+ * Runs the batch signer of OCSP responses now and then every PRESIGN_INTERVAL_MS (never two at once).
+ * stop() aborts a run in progress after its current page.
+ */
+export function schedulePresign(
+  authority: Authority,
+  log: { info(o: object, m: string): void; error(o: object, m: string): void },
+  intervalMs = PRESIGN_INTERVAL_MS,
+): { stop(): Promise<void> } {
+  const abort = new AbortController();
+  let running: Promise<void> | undefined;
+  const run = () => {
+    if (running || abort.signal.aborted) return;
+    running = authority.ocspResponses
+      .presign({ signal: abort.signal })
+      .then((r) => {
+        if (r.signed > 0) log.info({ presign: r }, 'OCSP responses signed ahead');
+      })
+      .catch((err) => log.error({ err }, 'signing OCSP responses ahead failed'))
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  run();
+  const timer = setInterval(run, intervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      abort.abort();
+      await running;
+    },
+  };
 }
 
 function hostForUrl(host: string): string {

@@ -360,6 +360,145 @@ interface StatusRow {
   revoked_at: number | null;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Pre-signed OCSP responses (docs/ocsp.md)
+
+export interface StoredOcspResponse {
+  ca: string;
+  der: Buffer;
+  thisUpdate: number;
+  nextUpdate: number;
+}
+
+/** The pre-signed response of one serial, by primary key; undefined if there is none. */
+export async function storedOcspResponse(db: Db, serial: string): Promise<StoredOcspResponse | undefined> {
+  const text = hotSql(db, 'storedOcspResponse', 1, (d, p) =>
+    d
+      .selectFrom('ocsp_responses')
+      .select(['ca', 'der', 'this_update', 'next_update'])
+      .where('serial', '=', p[0]),
+  );
+  const { rows } = await db.executeQuery<{
+    ca: string;
+    der: Buffer;
+    this_update: number;
+    next_update: number;
+  }>(CompiledQuery.raw(text, [serial]));
+  const row = rows[0];
+  return row && { ca: row.ca, der: row.der, thisUpdate: row.this_update, nextUpdate: row.next_update };
+}
+
+export interface OcspResponseRow {
+  serial: string;
+  ca: string;
+  der: Uint8Array;
+  this_update: number;
+  next_update: number;
+  /** 'good' or 'r<revokedAt>:<reason>'. */
+  status_key: string;
+}
+
+/**
+ * Stores a response, replacing the serial's stored one. For a "good" response the write is
+ * conditional, so that a batch that read the status before a revocation cannot store "good" after
+ * it: nothing is written when the serial has a revocation row (committed), and a stored response that
+ * is not "good" is never replaced by one that is. Returns whether a row was written.
+ */
+export async function putOcspResponse(db: Db, row: OcspResponseRow): Promise<boolean> {
+  const pg = isPostgres(db);
+  const good = row.status_key === 'good';
+  const values = [row.serial, row.ca, row.der, row.this_update, row.next_update, row.status_key];
+  const text = good
+    ? pg
+      ? `insert into ocsp_responses (serial, ca, der, this_update, next_update, status_key)
+         select $1::text, $2::text, $3::bytea, $4::bigint, $5::bigint, $6::text
+         where not exists (select 1 from revocations where serial = $1::text)
+         on conflict (serial) do update set ca = excluded.ca, der = excluded.der, this_update = excluded.this_update,
+           next_update = excluded.next_update, status_key = excluded.status_key
+         where ocsp_responses.status_key = 'good'`
+      : `insert into ocsp_responses (serial, ca, der, this_update, next_update, status_key)
+         select ?, ?, ?, ?, ?, ? where not exists (select 1 from revocations where serial = ?)
+         on conflict (serial) do update set ca = excluded.ca, der = excluded.der, this_update = excluded.this_update,
+           next_update = excluded.next_update, status_key = excluded.status_key
+         where ocsp_responses.status_key = 'good'`
+    : `insert into ocsp_responses (serial, ca, der, this_update, next_update, status_key)
+       values (${pg ? '$1, $2, $3, $4, $5, $6' : '?, ?, ?, ?, ?, ?'})
+       on conflict (serial) do update set ca = excluded.ca, der = excluded.der, this_update = excluded.this_update,
+         next_update = excluded.next_update, status_key = excluded.status_key`;
+  // SQLite's anonymous parameters: the serial once more for the revocation check.
+  if (good && !pg) values.push(row.serial);
+  const result = await db.executeQuery(CompiledQuery.raw(text, values));
+  return Number(result.numAffectedRows ?? 0n) > 0;
+}
+
+export async function deleteOcspResponse(db: Db, serial: string): Promise<void> {
+  await db.deleteFrom('ocsp_responses').where('serial', '=', serial).execute();
+}
+
+export interface PresignCandidate {
+  serial: string;
+  ca: string;
+  notAfter: number;
+  revocation?: { reason: number; revokedAt: number };
+  /** nextUpdate of the stored response, if there is one. */
+  storedNextUpdate?: number;
+}
+
+/**
+ * One keyset page of unexpired certificates in serial order (after `afterSerial`), each with its
+ * revocation and the nextUpdate of its stored response: a merge of three primary keys.
+ */
+export async function presignPage(
+  db: Db,
+  q: { afterSerial: string; limit: number; notAfterFrom: number },
+): Promise<{ candidates: PresignCandidate[]; lastSerial: string | undefined }> {
+  const rows = await db
+    .selectFrom('certificates as c')
+    .leftJoin('revocations as r', 'r.serial', 'c.serial')
+    .leftJoin('ocsp_responses as o', 'o.serial', 'c.serial')
+    .select(['c.serial', 'c.ca', 'c.not_after', 'r.reason', 'r.revoked_at', 'o.next_update'])
+    .where('c.serial', '>', q.afterSerial)
+    .orderBy('c.serial')
+    .limit(q.limit)
+    .execute();
+  const candidates: PresignCandidate[] = [];
+  for (const r of rows) {
+    if (r.not_after < q.notAfterFrom) continue;
+    const c: PresignCandidate = { serial: r.serial, ca: r.ca, notAfter: r.not_after };
+    if (r.reason !== null && r.revoked_at !== null)
+      c.revocation = { reason: r.reason, revokedAt: r.revoked_at };
+    if (r.next_update !== null) c.storedNextUpdate = r.next_update;
+    candidates.push(c);
+  }
+  return { candidates, lastSerial: rows.at(-1)?.serial };
+}
+
+/** Revocations of one CA with id > afterId, in id order (the (ca, id) index): the responders' revocation feed. */
+export async function revocationsAfter(
+  db: Db,
+  ca: string,
+  afterId: number,
+  limit: number,
+): Promise<{ id: number; serial: string }[]> {
+  return db
+    .selectFrom('revocations')
+    .select(['id', 'serial'])
+    .where('ca', '=', ca)
+    .where('id', '>', afterId)
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+}
+
+/** How many certificates the store holds (the batch signer's progress total). */
+export async function countCertificates(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('certificates')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
 export interface RevocationQuery {
   ca: string;
   /** Only revocations with id > afterId (a delta CRL: its base's maxRevocationId). */

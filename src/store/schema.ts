@@ -80,6 +80,7 @@ export interface Database {
   verifier_api_keys: import('./verifier-schema.ts').VerifierApiKeysTable;
   verifier_certificates: import('./verifier-schema.ts').VerifierCertificatesTable;
   verifier_usage: import('./verifier-schema.ts').VerifierUsageTable;
+  ocsp_responses: import('./ocsp-schema.ts').OcspResponsesTable;
 }
 
 export type CertificateRow = Selectable<CertificatesTable>;

@@ -18,6 +18,7 @@ const BENCHMARKS = {
   ocsp: async () => (await import('./ocsp.ts')).benchOcsp(),
   verify: async () => (await import('./verify.ts')).benchVerify(),
   register: async () => (await import('./register.ts')).benchRegister(),
+  scale: async () => (await import('./scale.ts')).benchScale(),
 } as const;
 type BenchName = keyof typeof BENCHMARKS;
 

@@ -3,7 +3,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { sql } from 'kysely';
 import { type BasicFacts, normaliseBasicFacts } from '../core/basic-facts.ts';
 import { signCertificate } from '../core/certificate.ts';
-import { buildCrl, releaseCrl } from '../core/crl.ts';
+import { buildCrl, issuingDistributionPoint, releaseCrl } from '../core/crl.ts';
+import {
+  checkPartition,
+  checkPartitionCount,
+  crlPartitionOf,
+  crlScopeId,
+  partitionSerialRange,
+} from '../core/crl-partition.ts';
 import { verifyCsr } from '../core/csr.ts';
 import { readChildren, readTlv, slice } from '../core/der.ts';
 import {
@@ -51,6 +58,7 @@ import {
   insertCertificate,
   insertCrl,
   latestCrl,
+  latestCrls,
   maxRevocationId,
   nextCrlNumber,
   revoke as revokeInStore,
@@ -82,6 +90,8 @@ export interface InitOptions {
   algorithm?: KeyAlgorithm;
   baseUrl?: string;
   keyStore?: KeyStoreConfig;
+  /** CRL partitions per issuing CA (a power of two, 1 to 4096); default 64. Fixed for the CA's life. */
+  crlPartitions?: number;
   env?: NodeJS.ProcessEnv;
   now?: Date;
 }
@@ -126,6 +136,10 @@ export interface IssuedCertificate {
 
 export interface CrlResult {
   ca: CaId;
+  /** The partition, for a partition's CRL; absent for the CA's complete CRLs. */
+  partition?: number;
+  /** The CRL series: `sign`, or `sign-p17` for a partition (the file name without `.crl`). */
+  scope: string;
   number: number;
   kind: 'full' | 'delta';
   baseNumber: number | null;
@@ -247,8 +261,15 @@ export class Authority {
       createDevelopmentPassphrase(dir);
       generatedPassphraseFile = paths.passphraseFile;
     }
+    if (opts.crlPartitions !== undefined)
+      try {
+        checkPartitionCount(opts.crlPartitions);
+      } catch (e) {
+        throw new AuthorityError((e as Error).message);
+      }
     const config: AuthorityConfig = {
       ...DEFAULTS,
+      crl: { ...DEFAULTS.crl, partitions: opts.crlPartitions ?? DEFAULTS.crl.partitions },
       algorithm: opts.algorithm ?? 'rsa-2048',
       baseUrl: (opts.baseUrl ?? 'http://127.0.0.1:8080').replace(/\/+$/, ''),
       keyStore: keyStoreCfg,
@@ -358,7 +379,7 @@ export class Authority {
           signer,
           certDer,
           notAfter: certificateNotAfter(certDer),
-          profile: endEntityProfile(ca, info, publicationPoints(config.baseUrl, ca)),
+          profile: endEntityProfile(ca, info, publicationPoints(config.baseUrl, ca, config.crl.partitions)),
           signerOffThread: offThread(signer),
           info,
           hashes: issuerHashes(certDer),
@@ -439,6 +460,7 @@ export class Authority {
         {
           kind: req.kind,
           spki,
+          serial,
           issuanceId: issuanceId(now, counterId, serial),
           facts,
           localities: req.localities,
@@ -496,7 +518,7 @@ export class Authority {
             await hook(trx, issued);
           });
         // Committed together with the issuances in flight alongside it, if there are any.
-        else await this.certificateWriter.insert(row);
+        else await this.certificateWriter.insert(row, { gather: this.issuancesInProgress > 1 });
       } catch (e) {
         // A 128-bit collision is not expected, but the primary key decides, not luck.
         if (e instanceof DuplicateSerialError && attempt < 3) continue;
@@ -557,18 +579,40 @@ export class Authority {
 
   /**
    * Builds, signs and stores the next CRL of `ca`: a full CRL, or a delta CRL (RFC 5280 5.2.4)
-   * against the latest full CRL. Full and delta CRLs share one increasing numbering.
+   * against the latest full CRL of the same scope. Without `partition` it is the CA's complete CRL
+   * (every certificate of the CA, no issuingDistributionPoint); with one, the CRL of that partition
+   * of an issuing CA: only its serials, with a critical issuingDistributionPoint naming the
+   * partition's URL (the one in its certificates' cRLDistributionPoints) and onlyContainsUserCerts.
+   * Each scope has its own CRL numbering, shared by its full and delta CRLs (RFC 5280 5.2.3).
    */
-  async generateCrl(ca: CaId, opts: { delta?: boolean } = {}): Promise<CrlResult> {
+  async generateCrl(ca: CaId, opts: { delta?: boolean; partition?: number } = {}): Promise<CrlResult> {
     const signer = ca === 'root' ? this.root.signer : this.issuing[ca].signer;
     const info = ca === 'root' ? this.root.info : this.issuing[ca].info;
     const u = urls(this.config.baseUrl);
+    const partition = opts.partition;
+    if (partition !== undefined) this.checkCrlPartition(ca, partition);
+    const scope = crlScopeId(ca, partition);
+    const serialRange =
+      partition === undefined ? undefined : partitionSerialRange(partition, this.config.crl.partitions);
+    const idp =
+      partition === undefined
+        ? undefined
+        : issuingDistributionPoint({
+            uri: u.partitionCrl(ca, partition),
+            onlyContainsUserCerts: true,
+          });
+    const freshestCrlUrl =
+      opts.delta || ca === 'root'
+        ? undefined
+        : partition === undefined
+          ? u.deltaCrl(ca)
+          : u.partitionDeltaCrl(ca, partition);
     for (let attempt = 0; ; attempt++) {
       const thisUpdate = truncateToSecond(this.now());
       const db = this.store.db;
-      const base = opts.delta ? await latestCrl(db, ca, 'full') : undefined;
-      if (opts.delta && !base) throw new AuthorityError(`no full CRL of ${ca} yet to base a delta CRL on`);
-      const number = await nextCrlNumber(db, ca);
+      const base = opts.delta ? await latestCrl(db, scope, 'full') : undefined;
+      if (opts.delta && !base) throw new AuthorityError(`no full CRL of ${scope} yet to base a delta CRL on`);
+      const number = await nextCrlNumber(db, scope);
       const maxId = await maxRevocationId(db, ca);
       const hours = opts.delta ? this.config.crl.deltaHours : this.config.crl.fullHours;
       const nextUpdate = new Date(thisUpdate.getTime() + hours * 3600_000);
@@ -580,9 +624,10 @@ export class Authority {
       // one: ~0.1 s for 47 MB.)
       const pages = streamRevocationPages(this.store.reader, {
         ca,
-        afterId: base ? base.max_revocation_id : 0,
+        ...(base ? { afterId: base.max_revocation_id } : {}),
         throughId: maxId,
         notAfterFrom: thisUpdate.getTime(),
+        ...(serialRange ? { serialRange } : {}),
       });
       async function* counted() {
         for await (const rows of pages) {
@@ -599,7 +644,8 @@ export class Authority {
           thisUpdate,
           nextUpdate,
           deltaOf: base ? BigInt(base.number) : undefined,
-          freshestCrlUrl: !opts.delta && ca !== 'root' ? u.deltaCrl(ca) : undefined,
+          freshestCrlUrl,
+          issuingDistributionPoint: idp,
         },
         counted(),
       );
@@ -611,7 +657,7 @@ export class Authority {
         ({ sha256 } = await insertCrl(
           db,
           {
-            ca,
+            ca: scope,
             number,
             kind: opts.delta ? 'delta' : 'full',
             base_number: base ? base.number : null,
@@ -630,6 +676,8 @@ export class Authority {
       }
       return {
         ca,
+        ...(partition !== undefined ? { partition } : {}),
+        scope,
         number,
         kind: opts.delta ? 'delta' : 'full',
         baseNumber: base ? base.number : null,
@@ -641,16 +689,135 @@ export class Authority {
     }
   }
 
-  /** The latest CRL of a kind, without its DER. */
-  async currentCrlInfo(ca: CaId, kind: 'full' | 'delta') {
-    return latestCrl(this.store.db, ca, kind);
+  /** The CRL partitions of each issuing CA (1: one CRL per CA, no partitions). */
+  get crlPartitions(): number {
+    return this.config.crl.partitions;
   }
 
-  /** The latest CRL of a kind, with its DER, or undefined if none has been built. */
-  async currentCrl(ca: CaId, kind: 'full' | 'delta') {
-    const row = await latestCrl(this.store.db, ca, kind);
+  /** The partition of a certificate's serial (hex, as `jpki` prints it). */
+  crlPartitionOf(serial: string): number {
+    return crlPartitionOf(canonicalSerial(serial), this.config.crl.partitions);
+  }
+
+  private checkCrlPartition(ca: CaId, partition: number): void {
+    if (ca === 'root') throw new AuthorityError('the root CA has no CRL partitions');
+    if (this.config.crl.partitions === 1)
+      throw new AuthorityError(`this authority does not partition its CRLs (crl.partitions is 1)`);
+    try {
+      checkPartition(partition, this.config.crl.partitions);
+    } catch (e) {
+      throw new AuthorityError((e as Error).message);
+    }
+  }
+
+  /**
+   * Every CRL series of the authority: the root's, each issuing CA's complete CRLs, and each
+   * partition's. The complete CRL of an issuing CA stays even with partitions: it is the one CRL
+   * that covers certificates issued before partitioning was switched on, the one tools that mirror
+   * everything fetch, and what POST /verify checks with.
+   */
+  crlScopes(): { ca: CaId; partition?: number; scope: string; delta: boolean }[] {
+    const out: { ca: CaId; partition?: number; scope: string; delta: boolean }[] = [
+      { ca: 'root', scope: 'root', delta: false },
+    ];
+    for (const ca of ['sign', 'auth'] as const) {
+      out.push({ ca, scope: ca, delta: true });
+      if (this.config.crl.partitions > 1)
+        for (let p = 0; p < this.config.crl.partitions; p++)
+          out.push({ ca, partition: p, scope: crlScopeId(ca, p), delta: true });
+    }
+    return out;
+  }
+
+  /**
+   * Builds the full CRL of every series now, one after the other (partitions too; `delta` adds a
+   * delta CRL of each series after its full CRL; `partitionsOnly` leaves out the root's and the
+   * CAs' complete CRLs), and says how long each took. For the scale benchmark and for operators.
+   */
+  async generateAllCrls(
+    opts: { delta?: boolean; partitionsOnly?: boolean } = {},
+  ): Promise<{ results: (CrlResult & { seconds: number })[]; seconds: number }> {
+    const t0 = performance.now();
+    const results: (CrlResult & { seconds: number })[] = [];
+    for (const s of this.crlScopes()) {
+      if (opts.partitionsOnly && s.partition === undefined) continue;
+      const at = { ...(s.partition !== undefined ? { partition: s.partition } : {}) };
+      for (const delta of opts.delta && s.delta ? [false, true] : [false]) {
+        const t = performance.now();
+        const r = await this.generateCrl(s.ca, { ...at, delta });
+        results.push({ ...r, seconds: (performance.now() - t) / 1000 });
+      }
+    }
+    return { results, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /**
+   * Keeps every CRL series fresh (what `jpki serve` runs every minute). A full CRL is built when
+   * its series has none or the current one is in the last quarter of its life; a delta CRL on the
+   * same rule, and also as soon as its series has a revocation the current delta does not hold
+   * (so a revocation reaches the partition's delta CRL within a tick, and untouched partitions
+   * cost nothing). Looking costs two queries per tick: the latest CRL of every series, and the
+   * revocations recorded since the oldest delta CRL.
+   */
+  async refreshCrls(now = this.now().getTime()): Promise<CrlResult[]> {
+    const scopes = this.crlScopes();
+    const latest = new Map<string, { this_update: number; next_update: number; max_revocation_id: number }>();
+    for (const row of await latestCrls(
+      this.store.db,
+      scopes.map((s) => s.scope),
+    ))
+      latest.set(`${row.ca}:${row.kind}`, row);
+    const due = (scope: string, kind: 'full' | 'delta') => {
+      const cur = latest.get(`${scope}:${kind}`);
+      return !cur || now > cur.next_update - (cur.next_update - cur.this_update) / 4;
+    };
+    // Scopes whose delta CRL misses a revocation recorded since it was built.
+    const changed = new Set<string>();
+    for (const ca of ['sign', 'auth'] as const) {
+      const deltas = scopes
+        .filter((s) => s.ca === ca)
+        .map((s) => latest.get(`${s.scope}:delta`)?.max_revocation_id)
+        .filter((id): id is number => id !== undefined);
+      if (deltas.length === 0) continue;
+      const since = Math.min(...deltas);
+      for await (const rows of streamRevocationPages(this.store.reader, {
+        ca,
+        afterId: since,
+        notAfterFrom: 0,
+      }))
+        for (const r of rows) {
+          const mark = (scope: string) => {
+            const d = latest.get(`${scope}:delta`);
+            if (d && r.id > d.max_revocation_id) changed.add(scope);
+          };
+          mark(ca);
+          if (this.config.crl.partitions > 1)
+            mark(crlScopeId(ca, crlPartitionOf(r.serial, this.config.crl.partitions)));
+        }
+    }
+    const built: CrlResult[] = [];
+    for (const s of scopes) {
+      const at = s.partition !== undefined ? { partition: s.partition } : {};
+      const full = due(s.scope, 'full');
+      if (full) built.push(await this.generateCrl(s.ca, at));
+      // A new full CRL holds everything; its delta then starts empty against it.
+      if (s.delta && (full || due(s.scope, 'delta') || changed.has(s.scope)))
+        built.push(await this.generateCrl(s.ca, { ...at, delta: true }));
+    }
+    return built;
+  }
+
+  /** The latest CRL of a kind (of a partition, if given), without its DER. */
+  async currentCrlInfo(ca: CaId, kind: 'full' | 'delta', partition?: number) {
+    return latestCrl(this.store.db, crlScopeId(ca, partition), kind);
+  }
+
+  /** The latest CRL of a kind (of a partition, if given), with its DER, or undefined if none has been built. */
+  async currentCrl(ca: CaId, kind: 'full' | 'delta', partition?: number) {
+    const scope = crlScopeId(ca, partition);
+    const row = await latestCrl(this.store.db, scope, kind);
     if (!row) return undefined;
-    const der = await crlDer(this.store.db, ca, row.number);
+    const der = await crlDer(this.store.db, scope, row.number);
     return der ? { ...row, der } : undefined;
   }
 
@@ -803,9 +970,28 @@ function offThread(signer: Signer): Signer | undefined {
 }
 
 /** The URLs the end-entity certificates of issuing CA `ca` carry. */
-export function publicationPoints(baseUrl: string, ca: CertificateKind): PublicationPoints {
+export function publicationPoints(
+  baseUrl: string,
+  ca: CertificateKind,
+  crlPartitions = 1,
+): PublicationPoints {
   const u = urls(baseUrl);
-  return { crl: u.crl(ca), deltaCrl: u.deltaCrl(ca), ocsp: u.ocsp, caIssuers: u.caCert(ca), cps: u.cps };
+  return {
+    crl: u.crl(ca),
+    deltaCrl: u.deltaCrl(ca),
+    ocsp: u.ocsp,
+    caIssuers: u.caCert(ca),
+    cps: u.cps,
+    ...(crlPartitions > 1
+      ? {
+          crlPartitions: {
+            count: crlPartitions,
+            crl: (p: number) => u.partitionCrl(ca, p),
+            deltaCrl: (p: number) => u.partitionDeltaCrl(ca, p),
+          },
+        }
+      : {}),
+  };
 }
 
 function truncateToSecond(d: Date): Date {

@@ -136,19 +136,24 @@ export class CertificateWriter {
   readonly #maxBatch: number;
   #waiting: { row: NewCertificateRow; resolve: () => void; reject: (err: unknown) => void }[] = [];
   #writing = false;
+  readonly #postgres: boolean;
 
   /** `db` must not be a transaction: each batch is its own commit. */
   constructor(db: Db, opts: { maxBatch?: number } = {}) {
     if (db.isTransaction)
       throw new TypeError('CertificateWriter commits on its own; give it the store, not a transaction');
-    this.#db = db;
     this.#maxBatch = opts.maxBatch ?? 64;
     if (!Number.isSafeInteger(this.#maxBatch) || this.#maxBatch < 1)
       throw new RangeError(`bad maxBatch ${opts.maxBatch}`);
+    this.#db = db;
+    this.#postgres = isPostgres(db);
   }
 
-  /** Stores `row`; resolves once it is committed. Throws as insertCertificate does. */
-  insert(row: NewCertificateRow): Promise<void> {
+  /**
+   * Stores `row`; resolves once it is committed. Throws as insertCertificate does. `gather`: other
+   * certificates are on their way (issuances in flight), worth waiting a moment for.
+   */
+  insert(row: NewCertificateRow, opts: { gather?: boolean } = {}): Promise<void> {
     try {
       certificateParameters(row); // a malformed row is refused before it can join a batch
     } catch (err) {
@@ -156,12 +161,18 @@ export class CertificateWriter {
     }
     return new Promise((resolve, reject) => {
       this.#waiting.push({ row, resolve, reject });
-      if (!this.#writing) void this.#write();
+      if (this.#writing) return;
+      this.#writing = true;
+      // On PostgreSQL batches form while a commit is in flight. A SQLite statement runs to its end
+      // without giving the event loop a turn, so nothing could join it: when other issuances are
+      // in flight, wait for the end of this turn, and the certificates whose signatures complete
+      // in it go in the same statement.
+      if (opts.gather && !this.#postgres) setImmediate(() => void this.#write());
+      else void this.#write();
     });
   }
 
   async #write(): Promise<void> {
-    this.#writing = true;
     try {
       while (this.#waiting.length > 0) {
         const batch = this.#waiting.splice(0, this.#maxBatch);
@@ -511,6 +522,12 @@ export interface RevocationQuery {
   throughId?: number;
   /** Only certificates with notAfter >= notAfterFrom (expired ones may leave the CRL). */
   notAfterFrom: number;
+  /**
+   * Only serials with `from <= serial < below` (a CRL partition, core/crl-partition.ts). Without
+   * `afterId` the pages then walk the (ca, serial) index in serial order, an index range scan over
+   * the partition's rows alone; with it (a delta CRL, few rows) they still walk ids.
+   */
+  serialRange?: { from: string; below: string };
   /** Rows per page (one query each). Default 10,000. */
   chunkSize?: number;
 }
@@ -542,14 +559,22 @@ export async function* streamRevocationPages(
   const pageRows = query.chunkSize ?? REVOCATION_PAGE_ROWS;
   if (!Number.isSafeInteger(pageRows) || pageRows < 1) throw new RangeError(`bad chunkSize ${pageRows}`);
   const prefetch = isPostgres(db);
-  const page = (afterId: number | undefined): Promise<RevocationEntry[]> => {
+  const range = query.serialRange;
+  // A full CRL of a partition: keyset pages by serial over the (ca, serial) index.
+  const bySerial = range !== undefined && query.afterId === undefined;
+  const page = (after: number | string | undefined): Promise<RevocationEntry[]> => {
     let q = db
       .selectFrom('revocations')
       .select(['id', 'serial', 'reason', 'revoked_at as revokedAt'])
       .where('ca', '=', query.ca)
       .where('not_after', '>=', query.notAfterFrom);
-    if (afterId !== undefined) q = q.where('id', '>', afterId);
+    if (range) q = q.where('serial', '>=', range.from).where('serial', '<', range.below);
     if (query.throughId !== undefined) q = q.where('id', '<=', query.throughId);
+    if (bySerial) {
+      if (after !== undefined) q = q.where('serial', '>', after as string);
+      return q.orderBy('serial').limit(pageRows).execute();
+    }
+    if (after !== undefined) q = q.where('id', '>', after as number);
     return q.orderBy('id').limit(pageRows).execute();
   };
   let pending: Promise<RevocationEntry[]> | undefined = page(query.afterId);
@@ -559,7 +584,8 @@ export async function* streamRevocationPages(
       pending = undefined;
       if (rows.length === 0) return;
       const more = rows.length === pageRows;
-      const next = () => page(rows[rows.length - 1]!.id);
+      const last = rows[rows.length - 1]!;
+      const next = () => page(bySerial ? last.serial : last.id);
       if (more && prefetch) pending = next();
       yield rows;
       if (more && !prefetch) pending = next();
@@ -735,6 +761,31 @@ export async function latestCrl(
     .limit(1);
   if (opts?.withDer) return latest.select([...CRL_META_COLUMNS, 'der']).executeTakeFirst();
   return latest.select(CRL_META_COLUMNS).executeTakeFirst();
+}
+
+/**
+ * The latest full and delta CRL of each of several series (CA ids or partition scopes such as
+ * `sign-p17`), without their DER: one query (a probe of the (ca, kind, number) index per series and
+ * kind), for a refresh that looks at a few hundred series every minute.
+ */
+export async function latestCrls(db: Db, scopes: readonly string[]): Promise<CrlMetaRow[]> {
+  if (scopes.length === 0) return [];
+  return db
+    .selectFrom('crls as c')
+    .select(CRL_META_COLUMNS.map((k) => `c.${k}` as const))
+    .where('c.ca', 'in', scopes)
+    .where((eb) =>
+      eb(
+        'c.number',
+        '=',
+        eb
+          .selectFrom('crls as l')
+          .select((e) => e.fn.max('l.number').as('n'))
+          .whereRef('l.ca', '=', 'c.ca')
+          .whereRef('l.kind', '=', 'c.kind'),
+      ),
+    )
+    .execute();
 }
 
 /** The DER of CRL `number` of this CA, or undefined. */

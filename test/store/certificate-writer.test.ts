@@ -91,6 +91,20 @@ describe('CertificateWriter', () => {
       expect(answered.sort()).toEqual([0, 1, 2, 3, 4, 5]);
     });
 
+    it('gather: certificates on their way are waited for (SQLite: until the end of the event-loop turn)', async () => {
+      const { db, statements } = observed(current());
+      const writer = new CertificateWriter(db);
+      const rows = [certificate(), certificate(), certificate()];
+      // The second and third arrive later in the same turn, as completed signatures do.
+      const first = writer.insert(rows[0]!, { gather: true });
+      await Promise.resolve();
+      const rest = rows.slice(1).map((row) => writer.insert(row, { gather: true }));
+      await Promise.all([first, ...rest]);
+      // On PostgreSQL the first goes at once and the others join the next commit.
+      expect(statements).toEqual(backend === 'sqlite' ? [3] : [1, 2]);
+      for (const row of rows) expect(await stored(current(), row)).toBe(true);
+    });
+
     it('batches are capped at maxBatch', async () => {
       const { db, statements } = observed(current());
       const writer = new CertificateWriter(db, { maxBatch: 2 });

@@ -169,14 +169,24 @@ program
   .addOption(dataOption())
   .addOption(new Option('--ca <id>', 'issuing CA').choices(['sign', 'auth', 'root']).makeOptionMandatory())
   .option('--delta', 'a delta CRL against the latest full CRL')
+  .option(
+    '--partition <n>',
+    "the CRL of one partition of the CA's certificates (sign, auth), 0 to partitions - 1",
+  )
   .requiredOption('--out <file>', 'where to write the DER CRL')
-  .action(async (o: { data: string; ca: CaId; delta?: boolean; out: string }) => {
+  .action(async (o: { data: string; ca: CaId; delta?: boolean; partition?: string; out: string }) => {
+    if (o.partition !== undefined && !/^\d{1,4}$/.test(o.partition))
+      throw new Error(`--partition: not a partition number: ${o.partition}`);
+    const partition = o.partition === undefined ? undefined : Number(o.partition);
     await withAuthority(o.data, async (a) => {
-      const res = await a.generateCrl(o.ca, { delta: !!o.delta });
-      const crl = await a.currentCrl(o.ca, res.kind);
+      const res = await a.generateCrl(o.ca, {
+        delta: !!o.delta,
+        ...(partition !== undefined ? { partition } : {}),
+      });
+      const crl = await a.currentCrl(o.ca, res.kind, partition);
       writeFileSync(o.out, crl!.der);
       process.stderr.write(
-        `${res.kind} CRL #${res.number} of ${o.ca} with ${res.entries} entries, next update ${res.nextUpdate.toISOString()}\n`,
+        `${res.kind} CRL #${res.number} of ${res.scope === o.ca ? o.ca : `${o.ca} partition ${partition} (${res.scope})`} with ${res.entries} entries, next update ${res.nextUpdate.toISOString()}\n`,
       );
     });
   });

@@ -89,7 +89,13 @@ export class CrlError extends Error {
 const YIELD_EVERY = 256 << 10;
 /** The TBSCertList goes to the signer in parts of this size (a PKCS#11 token takes it in parts). */
 const SIGN_PART = 1 << 20;
-/** The buffer grows by this much at a time (committing pages, not copying). */
+/**
+ * The buffer starts at this size and doubles up to GROW_STEP, then grows by GROW_STEP at a time
+ * (committing pages, not copying). Starting small matters for the many small CRLs of partitions and
+ * deltas: committing 8 MiB up front cost ~14 ms per CRL, ten times the signature.
+ */
+const INITIAL_SIZE = 64 << 10;
+/** The buffer grows by at most this much at a time. */
 const GROW_STEP = 8 << 20;
 /** Largest CRL: the address space reserved for the buffer (only what is written takes memory). */
 const MAX_CRL_BYTES = 2 ** 32 - 1;
@@ -270,6 +276,24 @@ function crlExtensions(p: CrlParams): Buffer {
   return explicit(0, sequence(...exts));
 }
 
+/**
+ * An IssuingDistributionPoint (RFC 5280 5.2.5) for `CrlParams.issuingDistributionPoint`: the
+ * distributionPoint fullName is the one URI, which must equal the URI in the cRLDistributionPoints
+ * of the certificates the CRL covers (the match relying parties make, RFC 5280 6.3.3 (b)(2)(i));
+ * onlyContainsUserCerts when the CRL covers end-entity certificates only. A delta CRL carries the
+ * same extension as its base CRL (RFC 5280 5.2.4).
+ */
+export function issuingDistributionPoint(o: { uri: string; onlyContainsUserCerts?: boolean }): Buffer {
+  if (!/^[\x21-\x7e]+$/.test(o.uri)) throw new CrlError('the distribution point URI must be printable ASCII');
+  // distributionPoint [0] DistributionPointName { fullName [0] GeneralNames { [6] URI } }
+  const dp = implicitConstructed(
+    0,
+    implicitConstructed(0, implicitPrimitive(6, Buffer.from(o.uri, 'ascii'))),
+  );
+  // onlyContainsUserCerts [1] IMPLICIT BOOLEAN (DEFAULT FALSE: written only when true)
+  return o.onlyContainsUserCerts ? sequence(dp, implicitPrimitive(1, Buffer.from([0xff]))) : sequence(dp);
+}
+
 /** ES2024's resizable ArrayBuffer (Node.js 20 has it; the TypeScript lib here is ES2022). */
 interface ResizableArrayBuffer extends ArrayBuffer {
   resize(byteLength: number): void;
@@ -293,7 +317,7 @@ class EntryWriter {
     private readonly isDelta: boolean,
     start: number,
   ) {
-    this.ab = new ResizableArrayBuffer(Math.max(start, GROW_STEP), { maxByteLength: MAX_CRL_BYTES });
+    this.ab = new ResizableArrayBuffer(Math.max(start, INITIAL_SIZE), { maxByteLength: MAX_CRL_BYTES });
     built.add(this.ab);
     this.b = new Uint8Array(this.ab);
     this.pos = start;
@@ -303,7 +327,8 @@ class EntryWriter {
     const need = this.pos + n;
     if (need <= this.ab.byteLength) return;
     if (need > MAX_CRL_BYTES) throw new CrlError('the CRL is larger than 4 GiB');
-    this.ab.resize(Math.min(MAX_CRL_BYTES, Math.max(need, this.ab.byteLength + GROW_STEP)));
+    const size = this.ab.byteLength;
+    this.ab.resize(Math.min(MAX_CRL_BYTES, Math.max(need, size + Math.min(size, GROW_STEP))));
   }
 
   /** Encodes one entry. */

@@ -17,6 +17,7 @@ import {
   subjectAltName,
   subjectKeyIdentifier,
 } from './certificate.ts';
+import { checkPartitionCount, crlPartitionOf } from './crl-partition.ts';
 import { oid, sequence } from './der.ts';
 import { encodeName, type NameAttribute } from './name.ts';
 import { OID } from './oids.ts';
@@ -58,6 +59,12 @@ export const POLICY: Record<CertificateKind, string> = { sign: OID.jpkiSignPolic
 export interface PublicationPoints {
   crl: string;
   deltaCrl?: string;
+  /**
+   * End-entity profiles only: the CA's CRLs are partitioned (docs/profiles.md). Each certificate's
+   * cRLDistributionPoints and freshestCRL then name its partition's CRLs instead of `crl` and
+   * `deltaCrl`; the partition follows from the serial (core/crl-partition.ts).
+   */
+  crlPartitions?: { count: number; crl(p: number): string; deltaCrl(p: number): string };
   ocsp?: string;
   caIssuers?: string;
   cps?: string;
@@ -193,6 +200,8 @@ export interface EndEntityRequest {
   spki: Buffer;
   /** Opaque issuance identifier, the subject CN. */
   issuanceId: string;
+  /** The serial (DER INTEGER content octets); with partitioned CRLs it picks the CRL distribution point. */
+  serial?: Buffer;
   /** Required for a signature certificate, refused for an authentication certificate. */
   facts?: BasicFacts;
   /** Prefecture and city for the signature certificate's localityName; derived from the address when absent. */
@@ -219,8 +228,8 @@ export interface EndEntityProfile {
   readonly head: readonly Buffer[];
   /** sign only: between subjectAltName and the subject key identifier. */
   readonly middle: readonly Buffer[];
-  /** After the subject key identifier. */
-  readonly tail: readonly Buffer[];
+  /** After the subject key identifier, one per CRL partition (they differ in the distribution points). */
+  readonly tails: readonly (readonly Buffer[])[];
 }
 
 export function endEntityProfile(
@@ -228,25 +237,37 @@ export function endEntityProfile(
   issuer: IssuerInfo,
   points: PublicationPoints,
 ): EndEntityProfile {
-  const tail = Object.freeze([
-    authorityKeyIdentifier(keyIdentifier(issuer.spki)),
-    certificatePolicies([{ oid: POLICY[kind], cps: points.cps }]),
-    ...publication(points),
-    ...(points.deltaCrl ? [freshestCrl(distributionPoint({ uris: [points.deltaCrl] }))] : []),
-  ]);
+  const aki = authorityKeyIdentifier(keyIdentifier(issuer.spki));
+  const policies = certificatePolicies([{ oid: POLICY[kind], cps: points.cps }]);
+  const tailFor = (p: PublicationPoints) =>
+    Object.freeze([
+      aki,
+      policies,
+      ...publication(p),
+      ...(p.deltaCrl ? [freshestCrl(distributionPoint({ uris: [p.deltaCrl] }))] : []),
+    ]);
+  const parts = points.crlPartitions;
+  if (parts) checkPartitionCount(parts.count);
+  const tails = Object.freeze(
+    parts && parts.count > 1
+      ? Array.from({ length: parts.count }, (_, i) =>
+          tailFor({ ...points, crl: parts.crl(i), deltaCrl: points.deltaCrl && parts.deltaCrl(i) }),
+        )
+      : [tailFor(points)],
+  );
   const serviceName = issuerAltNameDirectory(SERVICE_NAME);
   if (kind === 'sign')
     return Object.freeze({
       kind,
       head: Object.freeze([keyUsage(['digitalSignature', 'nonRepudiation'])]),
       middle: Object.freeze([serviceName]),
-      tail,
+      tails,
     });
   return Object.freeze({
     kind,
     head: Object.freeze([keyUsage(['digitalSignature']), extendedKeyUsage([OID.clientAuth]), serviceName]),
     middle: Object.freeze([]),
-    tail,
+    tails,
   });
 }
 
@@ -259,6 +280,7 @@ export function endEntityTemplate(req: EndEntityRequest, profile: EndEntityProfi
     throw new ProfileError(`a ${req.kind} request under the ${profile.kind} profile`);
   if (!/^[A-Za-z0-9]{8,64}$/.test(req.issuanceId)) throw new ProfileError('malformed issuance identifier');
   const ski = subjectKeyIdentifier(keyIdentifier(req.spki));
+  const tail = tailOf(profile, req.serial);
   const validity = { notBefore: req.notBefore, notAfter: addYears(req.notBefore, req.years) };
   if (req.kind === 'sign') {
     if (!req.facts) throw new ProfileError('a signature certificate needs the four basic facts');
@@ -275,7 +297,7 @@ export function endEntityTemplate(req: EndEntityRequest, profile: EndEntityProfi
         subjectAltName(encodeBasicFactsSan(req.facts)),
         ...profile.middle,
         ski,
-        ...profile.tail,
+        ...tail,
       ],
       validity,
     };
@@ -288,9 +310,16 @@ export function endEntityTemplate(req: EndEntityRequest, profile: EndEntityProfi
   return {
     subject: encodeName(attrs),
     subjectDisplay: nameDisplay(attrs),
-    extensions: [...profile.head, ski, ...profile.tail],
+    extensions: [...profile.head, ski, ...tail],
     validity,
   };
+}
+
+/** The profile's tail for the certificate's CRL partition. */
+function tailOf(profile: EndEntityProfile, serial: Buffer | undefined): readonly Buffer[] {
+  if (profile.tails.length === 1) return profile.tails[0]!;
+  if (!serial) throw new ProfileError('with partitioned CRLs the serial decides the CRL distribution point');
+  return profile.tails[crlPartitionOf(serial, profile.tails.length)]!;
 }
 
 function definedOnly<T extends object>(o: T | undefined): Partial<T> {

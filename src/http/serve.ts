@@ -1,7 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Authority } from '../authority/authority.ts';
 import { dataPaths } from '../authority/config.ts';
-import type { CaId } from '../core/profiles.ts';
 import { OutboxProcessor } from '../register/outbox.ts';
 import { buildServer } from './server.ts';
 
@@ -25,11 +24,6 @@ export const PRESIGN_INTERVAL_MS = 5 * 60_000;
  * Runs the authority as a service: opens it (creating it if asked), makes sure every CA has a
  * current CRL, keeps CRLs fresh on a schedule, and serves HTTP until SIGINT/SIGTERM.
  */
-
-/**
- * Runs the authority as a service: opens it (creating it if asked), makes sure every CA has a
- * current CRL, keeps CRLs fresh on a schedule, and serves HTTP until SIGINT/SIGTERM.
- */
 export async function serve(o: ServeOptions): Promise<void> {
   const paths = dataPaths(o.dataDir);
   if (o.init && !existsSync(paths.config)) {
@@ -45,9 +39,16 @@ export async function serve(o: ServeOptions): Promise<void> {
 
   const responderOnly = o.role === 'ocsp';
   if (!responderOnly) await refreshCrls(authority);
+  // One CRL refresh at a time: at national scale a tick that rebuilds many partitions can outlast a minute.
+  let refreshing = false;
   const timer = setInterval(() => {
-    if (responderOnly) return;
-    refreshCrls(authority).catch((e) => app.log.error({ err: e }, 'CRL refresh failed'));
+    if (responderOnly || refreshing) return;
+    refreshing = true;
+    refreshCrls(authority)
+      .catch((e) => app.log.error({ err: e }, 'CRL refresh failed'))
+      .finally(() => {
+        refreshing = false;
+      });
   }, 60_000);
   timer.unref();
 
@@ -72,6 +73,11 @@ export async function serve(o: ServeOptions): Promise<void> {
         : `open-jpki authority listening on ${base}`,
       `  OCSP:            ${base}/ocsp`,
       `  CRLs:            ${base}/crl/sign.crl  ${base}/crl/auth.crl  ${base}/crl/root.crl (deltas: sign-delta.crl, auth-delta.crl)`,
+      ...(authority.crlPartitions > 1
+        ? [
+            `                   partitions: ${base}/crl/sign-p0.crl … sign-p${authority.crlPartitions - 1}.crl, auth-p0.crl …, each with -delta.crl`,
+          ]
+        : []),
       `  CA certificates: ${base}/ca/root.pem  ${base}/ca/sign.pem  ${base}/ca/auth.pem`,
       `  counter page:    ${base}/counter/  (clerks, supervisors)`,
       `  API docs:        ${base}/docs`,
@@ -94,17 +100,13 @@ export async function serve(o: ServeOptions): Promise<void> {
 }
 
 /**
- * Builds a full CRL for each CA when there is none or the current one is within a quarter of its
- * life of nextUpdate, and a delta CRL on the same rule for the issuing CAs.
+ * Builds a full CRL for each CA and each CRL partition when there is none or the current one is
+ * within a quarter of its life of nextUpdate, and a delta CRL on the same rule for the issuing CAs
+ * and their partitions, or as soon as the series has a revocation its delta does not list
+ * (Authority.refreshCrls).
  */
 export async function refreshCrls(authority: Authority, now = Date.now()): Promise<void> {
-  for (const ca of ['root', 'sign', 'auth'] as CaId[]) {
-    for (const kind of ca === 'root' ? (['full'] as const) : (['full', 'delta'] as const)) {
-      const cur = await authority.currentCrlInfo(ca, kind);
-      const stale = !cur || now > cur.next_update - (cur.next_update - cur.this_update) / 4;
-      if (stale) await authority.generateCrl(ca, { delta: kind === 'delta' });
-    }
-  }
+  await authority.refreshCrls(now);
 }
 
 /**

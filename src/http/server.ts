@@ -51,6 +51,20 @@ for (const ca of ['root', 'sign', 'auth'] as const) {
   CRL_FILES[`${ca}-delta.crl`] = { ca, kind: 'delta' };
 }
 
+/** A CRL file name: a CA's complete CRLs (`sign.crl`) or a partition's (`sign-p17-delta.crl`). */
+function crlFile(
+  file: string,
+  partitions: number,
+): { ca: CaId; kind: 'full' | 'delta'; partition?: number } | undefined {
+  const whole = CRL_FILES[file];
+  if (whole) return whole;
+  const m = /^(sign|auth)-p(0|[1-9][0-9]{0,3})(-delta)?\.crl$/.exec(file);
+  if (!m) return undefined;
+  const partition = Number(m[2]);
+  if (partition >= partitions || partitions === 1) return undefined;
+  return { ca: m[1] as CaId, kind: m[3] ? 'delta' : 'full', partition };
+}
+
 const errorSchema = {
   type: 'object',
   properties: { error: { type: 'string' }, message: { type: 'string' } },
@@ -242,7 +256,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     '/crl/:file',
     {
       schema: {
-        description: 'The latest full or delta CRL of a CA (DER), e.g. sign.crl, sign-delta.crl',
+        description:
+          'The latest full or delta CRL of a CA (DER), e.g. sign.crl, sign-delta.crl, or of a CRL partition: sign-p17.crl, sign-p17-delta.crl',
         params: {
           type: 'object',
           properties: { file: { type: 'string', maxLength: 32 } },
@@ -251,13 +266,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       },
     },
     async (req, reply) => {
-      const f = CRL_FILES[req.params.file];
+      const f = crlFile(req.params.file, authority.crlPartitions);
       if (!f) return reply.code(404).send({ error: 'NotFound', message: `no CRL ${req.params.file}` });
-      const crl = await authority.currentCrl(f.ca, f.kind);
+      const crl = await authority.currentCrl(f.ca, f.kind, f.partition);
       if (!crl)
-        return reply
-          .code(404)
-          .send({ error: 'NotFound', message: `no ${f.kind} CRL of ${f.ca} has been built yet` });
+        return reply.code(404).send({
+          error: 'NotFound',
+          message: `no ${f.kind} CRL of ${f.ca}${f.partition !== undefined ? ` partition ${f.partition}` : ''} has been built yet`,
+        });
       const etag = `"${crl.sha256}"`;
       const maxAge = Math.max(0, Math.floor((crl.next_update - Date.now()) / 1000));
       reply.header('etag', etag);
@@ -678,25 +694,32 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     },
   );
 
-  app.post<{ Params: { ca: CaId }; Body: { delta?: boolean } }>(
+  app.post<{ Params: { ca: CaId }; Body: { delta?: boolean; partition?: number } }>(
     '/api/v1/crls/:ca',
     {
       onRequest: operator,
       preValidation: optionalBody,
       schema: {
-        description: 'Build and publish a new full or delta CRL now',
+        description:
+          'Build and publish a new full or delta CRL now: of the CA, or of one of its CRL partitions (sign and auth, when the authority partitions its CRLs)',
         security,
         params: {
           type: 'object',
           properties: { ca: { type: 'string', enum: ['root', 'sign', 'auth'] } },
           required: ['ca'],
         },
-        body: { type: 'object', additionalProperties: false, properties: { delta: { type: 'boolean' } } },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { delta: { type: 'boolean' }, partition: { type: 'integer', minimum: 0 } },
+        },
         response: {
           201: {
             type: 'object',
             properties: {
               ca: { type: 'string' },
+              partition: { type: 'integer' },
+              url: { type: 'string' },
               number: { type: 'integer' },
               kind: { type: 'string' },
               entries: { type: 'integer' },
@@ -708,9 +731,16 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       },
     },
     async (req, reply) => {
-      const r = await authority.generateCrl(req.params.ca, { delta: !!req.body?.delta });
+      const partition = req.body?.partition;
+      // No such partition (or no full CRL to base a delta on) is an AuthorityError: 400.
+      const r = await authority.generateCrl(req.params.ca, {
+        delta: !!req.body?.delta,
+        ...(partition !== undefined ? { partition } : {}),
+      });
       return reply.code(201).send({
         ca: r.ca,
+        ...(r.partition !== undefined ? { partition: r.partition } : {}),
+        url: `${authority.config.baseUrl}/crl/${r.scope}${r.kind === 'delta' ? '-delta' : ''}.crl`,
         number: r.number,
         kind: r.kind,
         entries: r.entries,

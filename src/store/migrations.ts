@@ -16,6 +16,7 @@ import { migration0002 } from './migrations/0002_register.ts';
 import { migration0003 } from './migrations/0003_staff_audit.ts';
 import { migration0004 } from './migrations/0004_counter.ts';
 import { migration0005 } from './migrations/0005_verifiers.ts';
+import { migration0006 } from './migrations/0006_crl_partitions.ts';
 import { migration0007 } from './migrations/0007_ocsp_responses.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -134,6 +135,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0003_staff_audit': migration0003(dialect),
     '0004_counter': migration0004(dialect),
     '0005_verifiers': migration0005(dialect),
+    '0006_crl_partitions': migration0006(dialect),
     '0007_ocsp_responses': migration0007(dialect),
   };
 }

@@ -82,7 +82,13 @@ export interface TestAuthority {
 
 /** Initialises a new authority in a temporary directory and opens it on the given backend. */
 export async function createTestAuthority(
-  opts: { algorithm?: KeyAlgorithm; backend?: Backend; baseUrl?: string } = {},
+  opts: {
+    algorithm?: KeyAlgorithm;
+    backend?: Backend;
+    baseUrl?: string;
+    /** CRL partitions per issuing CA; default 1 (one CRL per CA, what most tests fetch and check). */
+    crlPartitions?: number;
+  } = {},
 ): Promise<TestAuthority> {
   const backend = opts.backend ?? 'sqlite';
   const dir = mkdtempSync(join(tmpdir(), 'jpki-authority-'));
@@ -90,7 +96,13 @@ export async function createTestAuthority(
   let pgDb: TestPostgresDatabase | undefined;
   let authority: Authority | undefined;
   try {
-    await Authority.init({ dataDir: dir, algorithm: opts.algorithm, baseUrl: opts.baseUrl, env });
+    await Authority.init({
+      dataDir: dir,
+      algorithm: opts.algorithm,
+      baseUrl: opts.baseUrl,
+      crlPartitions: opts.crlPartitions ?? 1,
+      env,
+    });
     if (backend === 'postgres') pgDb = await createTestPostgresDatabase();
     authority = await Authority.open(dir, { env, databaseUrl: pgDb?.url });
   } catch (err) {

@@ -12,7 +12,8 @@ import pg from 'pg';
 import { Authority, certificateParts } from '../src/authority/authority.ts';
 import { dataPaths } from '../src/authority/config.ts';
 import { buildCrl, releaseCrl } from '../src/core/crl.ts';
-import { readChildren, readTlv } from '../src/core/der.ts';
+import { crlPartitionOf } from '../src/core/crl-partition.ts';
+import { integerContent, readChildren, readTlv } from '../src/core/der.ts';
 import { newSerial } from '../src/core/serial.ts';
 import { keyIdentifier } from '../src/core/spki.ts';
 import { SoftwareSigner } from '../src/keys/software.ts';
@@ -105,22 +106,24 @@ export interface CrlResult {
   options: CrlOptions;
   target: string;
   stores: CrlStoreResult[];
+  /** The CRL partition case (CRL_PARTITION_CASE). */
+  partition?: CrlPartitionStoreResult[];
   postgresSkipped?: string;
 }
 
 const REASONS = [0, 1, 1, 3, 4, 4, 5, 9, 0, 4];
 const DAY = 86_400_000;
 
-function fillRows(i: number, now: number) {
+function fillRows(i: number, now: number, serial: () => Buffer = newSerial) {
   return {
-    serial: newSerial().toString('hex'),
+    serial: serial().toString('hex'),
     reason: REASONS[i % REASONS.length]!,
     revokedAt: Math.floor((now - 365 * DAY + (i % 365) * DAY + (i % 86_400) * 1000) / 1000) * 1000,
   };
 }
 
 /** Bulk-fills the SQLite store of `dir` with `n` revoked sign certificates. */
-function fillSqlite(dir: string, n: number): void {
+function fillSqlite(dir: string, n: number, serial?: () => Buffer): void {
   const db = new SQLite(dataPaths(dir).sqlite);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = OFF');
@@ -139,7 +142,7 @@ function fillSqlite(dir: string, n: number): void {
   const spkiHash = '0'.repeat(64);
   const batch = db.transaction((from: number, to: number) => {
     for (let i = from; i < to; i++) {
-      const r = fillRows(i, now);
+      const r = fillRows(i, now, serial);
       cert.run(r.serial, notBefore, notAfter, notBefore, der, spkiHash);
       rev.run(r.serial, r.reason, r.revokedAt, r.revokedAt, notAfter);
     }
@@ -152,7 +155,7 @@ function fillSqlite(dir: string, n: number): void {
 }
 
 /** Bulk-fills a PostgreSQL store with `n` revoked sign certificates (unnest of arrays, 50,000 per statement). */
-async function fillPostgres(url: string, n: number): Promise<void> {
+async function fillPostgres(url: string, n: number, serial?: () => Buffer): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -166,7 +169,7 @@ async function fillPostgres(url: string, n: number): Promise<void> {
       const reasons: number[] = [];
       const times: number[] = [];
       for (let j = i; j < Math.min(n, i + step); j++) {
-        const r = fillRows(j, now);
+        const r = fillRows(j, now, serial);
         serials.push(r.serial);
         reasons.push(r.reason);
         times.push(r.revokedAt);
@@ -241,7 +244,156 @@ async function verifyWithOpenssl(
   };
 }
 
+/** The CRL partition case: one partition of `entries` revocations among as many in other partitions. */
+export const CRL_PARTITION_CASE = {
+  partitions: 64,
+  partition: 17,
+  entries: 100_000,
+  others: 100_000,
+  runs: 3,
+};
+export const CRL_PARTITION_TARGET_SECONDS = 0.5;
+
+export interface CrlPartitionStoreResult {
+  store: 'sqlite' | 'postgres';
+  partitions: number;
+  partition: number;
+  entries: number;
+  /** Revocations of the same CA in the other partitions (the range scan must not read them). */
+  otherRevocations: number;
+  /** generateCrl('sign', { partition }) end to end (read the range, encode, sign, store), each run. */
+  runsSeconds: number[];
+  medianSeconds: number;
+  crlBytes: number;
+  opensslIdp: boolean;
+  meetsTarget: boolean;
+}
+
+/** A serial of partition `p` of `count` (its leading magnitude bits fixed, the rest random). */
+function serialIn(p: number, count: number): () => Buffer {
+  const width = 65536 / count;
+  return () => {
+    const b = randomBytes(16);
+    const m = p * width + (b.readUInt16BE(0) % width);
+    b.writeUInt16BE(m, 0);
+    return integerContent(b);
+  };
+}
+
+/** A serial of any partition but `p`. */
+function serialNotIn(p: number, count: number): () => Buffer {
+  return () => {
+    for (;;) {
+      const s = newSerial();
+      if (crlPartitionOf(s, count) !== p) return s;
+    }
+  };
+}
+
+/**
+ * "A partition of 100,000 entries: build and sign" (issue 5): the CRL of one partition, with
+ * 100,000 revoked certificates in it and as many in the CA's other partitions, built by
+ * generateCrl('sign', { partition }) as `jpki serve` does, on each store.
+ */
+export async function benchCrlPartition(
+  o: { postgres: boolean } = { postgres: true },
+  c = CRL_PARTITION_CASE,
+): Promise<CrlPartitionStoreResult[]> {
+  log(
+    `crl partition: ${c.entries.toLocaleString('en-US')} entries in partition ${c.partition} of ${c.partitions}`,
+  );
+  const ca = await createAuthority('jpki-bench-crl-partition-');
+  let pgDb: BenchDatabase | undefined;
+  const out: CrlPartitionStoreResult[] = [];
+  try {
+    const targets: { store: 'sqlite' | 'postgres'; url?: string }[] = [{ store: 'sqlite' }];
+    if (o.postgres && (await postgresAvailable())) {
+      pgDb = await createPostgresDatabase();
+      targets.push({ store: 'postgres', url: pgDb.url });
+    }
+    for (const t of targets) {
+      const authority = await Authority.open(ca.dir, { env: ENV, databaseUrl: t.url });
+      try {
+        if (authority.crlPartitions !== c.partitions)
+          throw new Error(
+            `the bench authority has ${authority.crlPartitions} partitions, not ${c.partitions}`,
+          );
+        const inside = serialIn(c.partition, c.partitions);
+        const outside = serialNotIn(c.partition, c.partitions);
+        if (t.url) {
+          await fillPostgres(t.url, c.entries, inside);
+          await fillPostgres(t.url, c.others, outside);
+        } else {
+          fillSqlite(ca.dir, c.entries, inside);
+          fillSqlite(ca.dir, c.others, outside);
+        }
+        const runsSeconds: number[] = [];
+        let entries = 0;
+        for (let i = 0; i < c.runs; i++) {
+          const t0 = performance.now();
+          const r = await authority.generateCrl('sign', { partition: c.partition });
+          runsSeconds.push(round((performance.now() - t0) / 1000, 3));
+          entries = r.entries;
+        }
+        const der = (await authority.currentCrl('sign', 'full', c.partition))!.der;
+        const file = join(ca.dir, `bench-partition-${t.store}.crl`);
+        writeFileSync(file, der);
+        const text = spawnSync('openssl', ['crl', '-inform', 'DER', '-in', file, '-noout', '-text'], {
+          encoding: 'utf8',
+          maxBuffer: 256 << 20,
+        }).stdout;
+        const medianSeconds = round(median(runsSeconds), 3);
+        out.push({
+          store: t.store,
+          partitions: c.partitions,
+          partition: c.partition,
+          entries,
+          otherRevocations: c.others,
+          runsSeconds,
+          medianSeconds,
+          crlBytes: der.length,
+          opensslIdp:
+            /Issuing Distribution Point: critical/.test(text) &&
+            text.includes(`/crl/sign-p${c.partition}.crl`),
+          meetsTarget: medianSeconds < CRL_PARTITION_TARGET_SECONDS && entries === c.entries,
+        });
+        log(`crl partition ${t.store}: ${entries} entries in ${runsSeconds.join(', ')} s`);
+      } finally {
+        await authority.close();
+      }
+    }
+    printTable(
+      `CRL partition: generateCrl('sign', { partition: ${c.partition} }) of ${c.partitions}, median of ${c.runs} runs`,
+      [
+        'store',
+        'entries',
+        'other revocations',
+        'seconds (runs)',
+        'median s',
+        'CRL bytes',
+        'openssl sees IDP',
+        `target < ${CRL_PARTITION_TARGET_SECONDS} s`,
+      ],
+      out.map((r) => [
+        r.store,
+        r.entries,
+        r.otherRevocations,
+        r.runsSeconds.join(' / '),
+        r.medianSeconds,
+        r.crlBytes,
+        r.opensslIdp ? 'yes' : 'NO',
+        r.meetsTarget ? 'met' : 'NOT met',
+      ]),
+    );
+    return out;
+  } finally {
+    await pgDb?.drop().catch((e) => log(`could not drop ${pgDb?.name}: ${e}`));
+    ca.cleanup();
+  }
+}
+
 export async function benchCrl(o: CrlOptions = CRL_DEFAULTS): Promise<CrlResult> {
+  const partition = await benchCrlPartition(o);
   log(`crl: ${o.entries.toLocaleString('en-US')} revoked certificates, ${o.runs} child runs per store`);
   const ca = await createAuthority('jpki-bench-crl-');
   let pgDb: BenchDatabase | undefined;
@@ -363,6 +515,7 @@ export async function benchCrl(o: CrlOptions = CRL_DEFAULTS): Promise<CrlResult>
       options: o,
       target: `generateCrl of ${o.entries} entries < ${CRL_TARGET.seconds} s and peak RSS < ${CRL_TARGET.peakRssMB} MB`,
       stores,
+      partition,
       ...(postgresSkipped ? { postgresSkipped } : {}),
     };
   } finally {
@@ -488,3 +641,7 @@ export async function crlPhasesChild(dir: string, databaseUrl?: string): Promise
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
 }
+
+// `npx tsx bench/crl.ts partition`: the partition case alone.
+if (process.argv[1]?.endsWith('bench/crl.ts') && process.argv[2] === 'partition')
+  await benchCrlPartition({ postgres: process.env.JPKI_BENCH_POSTGRES !== '0' });

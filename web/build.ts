@@ -1,4 +1,4 @@
-// Builds the counter page (web/ → web/dist) with Vite's API.
+// Builds the web pages (web/ → web/dist: the counter page and the verifier console) with Vite's API.
 //   tsx web/build.ts              always build
 //   tsx web/build.ts --if-stale   only when web/dist is missing or older than a source (npm start)
 // The browser tests import buildCounterPage to build into a directory of their own.
@@ -12,7 +12,7 @@ import config from './vite.config.ts';
 const WEB = fileURLToPath(new URL('.', import.meta.url));
 export const DEFAULT_OUT_DIR = join(WEB, 'dist');
 
-/** Builds the page into `outDir` (default web/dist). */
+/** Builds both pages into `outDir` (default web/dist). */
 export async function buildCounterPage(outDir = DEFAULT_OUT_DIR): Promise<void> {
   await build({ ...config, configFile: false, build: { ...config.build, outDir } });
 }
@@ -25,23 +25,28 @@ function newest(path: string): number {
   return t;
 }
 
-/** True when `outDir` has no index.html or a source (or the lock file) changed after it was built. */
+/** True when `outDir` lacks a page or a source (or the lock file) changed after it was built. */
 export function isStale(outDir = DEFAULT_OUT_DIR): boolean {
   const index = join(outDir, 'index.html');
-  if (!existsSync(index)) return true;
-  const sources = ['index.html', 'src', 'vite.config.ts', 'build.ts', '../package-lock.json'].map((p) =>
-    join(WEB, p),
-  );
+  if (!existsSync(index) || !existsSync(join(outDir, 'verifier.html'))) return true;
+  const sources = [
+    'index.html',
+    'verifier.html',
+    'src',
+    'vite.config.ts',
+    'build.ts',
+    '../package-lock.json',
+  ].map((p) => join(WEB, p));
   const built = statSync(index).mtimeMs;
   return sources.some((p) => existsSync(p) && newest(p) > built);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   if (process.argv.includes('--if-stale') && !isStale()) {
-    process.stdout.write('counter page: web/dist is up to date\n');
+    process.stdout.write('web pages: web/dist is up to date\n');
   } else {
     const started = Date.now();
     await buildCounterPage();
-    process.stdout.write(`counter page: built web/dist in ${Date.now() - started} ms\n`);
+    process.stdout.write(`web pages: built web/dist in ${Date.now() - started} ms\n`);
   }
 }

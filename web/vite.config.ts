@@ -1,5 +1,8 @@
-// The counter page: built into web/dist and served by `jpki serve` at /counter/ (src/http/web.ts).
-// `npx vite web` runs a development server that sends /api to a `jpki serve` on port 8080.
+// The web pages, one build into web/dist served by `jpki serve` (src/http/web.ts): the counter page
+// (index.html) at /counter/ and the verifier console (verifier.html) at /verifier/. Both load their
+// scripts from /counter/assets/ and share the chunks (React, messages, components).
+// `npx vite web` runs a development server (/counter/, /counter/verifier.html) that sends /api and
+// /verify to a `jpki serve` on port 8080.
 import { fileURLToPath } from 'node:url';
 import react from '@vitejs/plugin-react';
 import { defineConfig } from 'vite';
@@ -15,6 +18,12 @@ export default defineConfig({
     target: 'es2022',
     // No inline script or style: the page's content security policy allows 'self' only.
     assetsInlineLimit: 0,
+    rolldownOptions: {
+      input: {
+        counter: fileURLToPath(new URL('index.html', import.meta.url)),
+        verifier: fileURLToPath(new URL('verifier.html', import.meta.url)),
+      },
+    },
   },
-  server: { proxy: { '/api': 'http://127.0.0.1:8080' } },
+  server: { proxy: { '/api': 'http://127.0.0.1:8080', '/verify': 'http://127.0.0.1:8080' } },
 });

@@ -314,10 +314,12 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
   const selves = new WeakMap<FastifyRequest, AuthenticatedVerifier>();
   async function verifierSelf(req: FastifyRequest, reply: FastifyReply) {
     const auth = await app.verifiers.identify(req);
+    // X-JPKI-Refusal as on the revocation endpoints: the console tells unknown, revoked and expired keys apart.
     if (!auth.ok)
       return reply
         .code(401)
         .header('www-authenticate', 'Bearer realm="jpki-verifier"')
+        .header('x-jpki-refusal', auth.code)
         .send({ error: 'Unauthorized', message: auth.message });
     selves.set(req, auth.verifier);
   }

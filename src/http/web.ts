@@ -1,13 +1,15 @@
 // The clerks' web page (web/, React + Vite) served at /counter/ from its build output (web/dist by
-// default). The page talks to the counter API of the same server only, so its content security policy
-// allows nothing from elsewhere. When the page was never built, /counter/ says how to build it instead
-// of answering 404.
+// default), and the verifier console of the same build (verifier.html) at /verifier/; both load their
+// assets from /counter/assets/. The pages talk to the API of the same server only, so their content
+// security policy allows nothing from elsewhere. When the pages were never built, /counter/ and
+// /verifier/ say how to build them instead of answering 404.
 
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 
 export interface CounterWebOptions {
   /** Directory of the built page (index.html, assets/). Default: web/dist of this checkout. */
@@ -28,18 +30,31 @@ export async function counterWeb(app: FastifyInstance, opts: CounterWebOptions):
   const root = opts.root ?? DEFAULT_WEB_ROOT;
 
   app.get('/counter', { schema: { hide: true } }, (_req, reply) => reply.redirect('/counter/', 301));
+  app.get('/verifier', { schema: { hide: true } }, (_req, reply) => reply.redirect('/verifier/', 301));
 
-  if (!existsSync(join(root, 'index.html'))) {
-    app.get('/counter/*', { schema: { hide: true } }, (_req, reply) =>
+  const consolePage = join(root, 'verifier.html');
+  if (!existsSync(join(root, 'index.html')) || !existsSync(consolePage)) {
+    const notBuilt = (_req: unknown, reply: FastifyReply) =>
       reply
         .code(503)
         .type('text/plain; charset=utf-8')
         .send(
-          '窓口画面はまだビルドされていません / The counter page has not been built: run `npm run build:web` (npm start does it).\n',
-        ),
-    );
+          '画面はまだビルドされていません / The web pages have not been built: run `npm run build:web` (npm start does it).\n',
+        );
+    app.get('/counter/*', { schema: { hide: true } }, notBuilt);
+    app.get('/verifier/', { schema: { hide: true } }, notBuilt);
     return;
   }
+
+  // The console is one page (views are hash routes); read at each request, like the static files, so a
+  // rebuild is served without a restart.
+  app.get('/verifier/', { schema: { hide: true } }, async (_req, reply) => {
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) reply.header(k, v);
+    return reply
+      .header('cache-control', 'no-cache')
+      .type('text/html; charset=utf-8')
+      .send(await readFile(consolePage));
+  });
 
   await app.register(fastifyStatic, {
     root,

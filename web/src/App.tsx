@@ -1,31 +1,35 @@
-// The page's frame: skip link, banner with the menu, the language switch and the staff member, and the
-// main region with the view of the hash route (#/ counter, #/stats statistics). No session: log-in.
+// The counter page's frame: skip link, banner with the menu, the language switch and the staff member,
+// and the main region with the view of the hash route (#/ counter, #/stats statistics; for operators also
+// #/verifiers, #/verifiers/<id> and #/verifier-usage). No session: log-in.
 
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { Api, loadSession, type Session, saveSession } from './api.ts';
 import { Counter } from './Counter.tsx';
-import { Status } from './components.tsx';
+import { Banner, type NavItem, Status, useHashRoute } from './components.tsx';
 import { useI18n } from './i18n.tsx';
 import { Login } from './Login.tsx';
 import { Stats } from './Stats.tsx';
+import { VerifierDetail, VerifierList, VerifierUsageOverview } from './Verifiers.tsx';
 
-type Route = 'counter' | 'stats';
+type View =
+  | { name: 'counter' }
+  | { name: 'stats' }
+  | { name: 'verifiers' }
+  | { name: 'verifier'; id: number }
+  | { name: 'verifier-usage' };
 
-function routeOf(hash: string): Route {
-  return hash.startsWith('#/stats') ? 'stats' : 'counter';
-}
-
-function useRoute(): [Route, (r: Route) => void] {
-  const [route, setRoute] = useState<Route>(() => routeOf(location.hash));
-  useEffect(() => {
-    const on = () => setRoute(routeOf(location.hash));
-    window.addEventListener('hashchange', on);
-    return () => window.removeEventListener('hashchange', on);
-  }, []);
-  const go = useCallback((r: Route) => {
-    location.hash = r === 'stats' ? '#/stats' : '#/';
-  }, []);
-  return [route, go];
+function viewOf(path: string, role: Session['principal']['role'] | undefined): View {
+  const operator = role === 'operator';
+  // A clerk who opens #/stats is told that the statistics are not theirs (the API refuses them too).
+  if (path.startsWith('/stats')) return { name: 'stats' };
+  if (operator) {
+    const m = /^\/verifiers\/(\d{1,9})$/.exec(path);
+    if (m) return { name: 'verifier', id: Number(m[1]) };
+    if (path.startsWith('/verifiers')) return { name: 'verifiers' };
+    if (path.startsWith('/verifier-usage')) return { name: 'verifier-usage' };
+    return { name: 'stats' };
+  }
+  return { name: 'counter' };
 }
 
 export function App() {
@@ -33,7 +37,7 @@ export function App() {
   const { t } = i;
   const [session, setSession] = useState<Session | null>(loadSession);
   const [notice, setNotice] = useState<'loggedOut' | 'sessionEnded' | null>(null);
-  const [route, go] = useRoute();
+  const [path, go] = useHashRoute();
 
   const end = useCallback((why: 'loggedOut' | 'sessionEnded') => {
     saveSession(null);
@@ -46,86 +50,66 @@ export function App() {
   );
 
   const role = session?.principal.role;
-  const canStats = role === 'supervisor' || role === 'operator';
-  const view: Route = role === 'operator' ? 'stats' : route;
+  const view = viewOf(path, role);
+
+  const nav: NavItem[] = [];
+  if (role && role !== 'operator')
+    nav.push({ href: '#/', label: t('navCounter'), current: view.name === 'counter' });
+  if (role === 'supervisor' || role === 'operator')
+    nav.push({ href: '#/stats', label: t('navStats'), current: view.name === 'stats' });
+  if (role === 'operator')
+    nav.push(
+      {
+        href: '#/verifiers',
+        label: t('navVerifiers'),
+        current: view.name === 'verifiers' || view.name === 'verifier',
+      },
+      { href: '#/verifier-usage', label: t('navVerifierUsage'), current: view.name === 'verifier-usage' },
+    );
+  const pageTitle = !session
+    ? t('loginTitle')
+    : view.name === 'stats'
+      ? t('navStats')
+      : view.name === 'verifiers' || view.name === 'verifier'
+        ? t('navVerifiers')
+        : view.name === 'verifier-usage'
+          ? t('navVerifierUsage')
+          : t('navCounter');
 
   useEffect(() => {
-    const page = !session ? t('loginTitle') : view === 'stats' ? t('navStats') : t('navCounter');
-    document.title = `${page} — ${t('appTitle')}`;
-  }, [session, view, t]);
+    document.title = `${pageTitle} — ${t('appTitle')}`;
+  }, [pageTitle, t]);
 
   return (
     <>
-      <a className="skip-link" href="#main">
-        {t('skipToMain')}
-      </a>
-      <header className="banner">
-        <div className="banner-inner">
-          <div className="brand">
-            <span className="brand-title">{t('appTitle')}</span>
-            <span className="brand-sub">{t('appSubtitle')}</span>
-          </div>
-          {session ? (
-            <nav aria-label={t('navLabel')} className="menu">
-              <ul>
-                {role !== 'operator' ? (
-                  <li>
-                    <a href="#/" aria-current={view === 'counter' ? 'page' : undefined}>
-                      {t('navCounter')}
-                    </a>
-                  </li>
-                ) : null}
-                {canStats ? (
-                  <li>
-                    <a href="#/stats" aria-current={view === 'stats' ? 'page' : undefined}>
-                      {t('navStats')}
-                    </a>
-                  </li>
-                ) : null}
-              </ul>
-            </nav>
-          ) : null}
-          <div className="banner-tools">
-            <button
-              type="button"
-              className="link-button"
-              lang={i.lang === 'ja' ? 'en' : 'ja'}
-              onClick={() => i.setLang(i.lang === 'ja' ? 'en' : 'ja')}
-            >
-              {t('switchLanguage')}
-            </button>
-            {session ? (
-              <>
-                <span className="who">
-                  {t('loggedInAs', {
-                    user: session.principal.username,
-                    role: t(
-                      role === 'clerk'
-                        ? 'roleClerk'
-                        : role === 'supervisor'
-                          ? 'roleSupervisor'
-                          : 'roleOperator',
-                    ),
-                  })}
-                  {session.principal.municipalityCode
-                    ? ` · ${t('municipality', { code: session.principal.municipalityCode })}`
-                    : ''}
-                </span>
-                <button
-                  type="button"
-                  className="secondary"
-                  onClick={async () => {
-                    await api?.logout().catch(() => undefined);
-                    end('loggedOut');
-                  }}
-                >
-                  {t('logout')}
-                </button>
-              </>
-            ) : null}
-          </div>
-        </div>
-      </header>
+      <Banner
+        title={t('appTitle')}
+        subtitle={t('appSubtitle')}
+        nav={session ? nav : undefined}
+        who={
+          session ? (
+            <>
+              {t('loggedInAs', {
+                user: session.principal.username,
+                role: t(
+                  role === 'clerk' ? 'roleClerk' : role === 'supervisor' ? 'roleSupervisor' : 'roleOperator',
+                ),
+              })}
+              {session.principal.municipalityCode
+                ? ` · ${t('municipality', { code: session.principal.municipalityCode })}`
+                : ''}
+            </>
+          ) : undefined
+        }
+        onLogout={
+          session
+            ? async () => {
+                await api?.logout().catch(() => undefined);
+                end('loggedOut');
+              }
+            : undefined
+        }
+      />
       <main id="main" tabIndex={-1}>
         {!session || !api ? (
           <>
@@ -135,12 +119,18 @@ export function App() {
                 saveSession(s);
                 setNotice(null);
                 setSession(s);
-                go(s.principal.role === 'operator' ? 'stats' : 'counter');
+                go(s.principal.role === 'operator' ? '/stats' : '/');
               }}
             />
           </>
-        ) : view === 'stats' ? (
+        ) : view.name === 'stats' ? (
           <Stats api={api} principal={session.principal} />
+        ) : view.name === 'verifiers' ? (
+          <VerifierList api={api} onOpen={(id) => go(`/verifiers/${id}`)} />
+        ) : view.name === 'verifier' ? (
+          <VerifierDetail key={view.id} api={api} id={view.id} onBack={() => go('/verifiers')} />
+        ) : view.name === 'verifier-usage' ? (
+          <VerifierUsageOverview api={api} onOpen={(id) => go(`/verifiers/${id}`)} />
         ) : (
           <Counter api={api} principal={session.principal} />
         )}

@@ -1,20 +1,28 @@
 // Accessible SVG charts (no chart library: two small charts do not need one). Each chart is one image
 // with a title and a description that states the numbers; the same numbers are in a data table next
-// to it. Colours: dark blue and dark orange, both at least 3:1 against white and apart in lightness.
+// to it. Colours: dark blue, dark orange and dark slate, each at least 3:1 against white and apart in
+// hue for colour-blind readers; stacked segments are parted by a white line.
 
 import { useId } from 'react';
 
+/** One stacked bar: a value per series, in the order of `series`. */
 export interface Bar {
   /** Full label (tooltip), e.g. 2026-04-05. */
   label: string;
   /** Axis label, e.g. 5. */
   short: string;
-  sign: number;
-  auth: number;
+  values: number[];
+}
+
+export interface Series {
+  label: string;
+  colour: string;
 }
 
 export const SIGN_COLOUR = '#1d4ed8';
 export const AUTH_COLOUR = '#b45309';
+export const THIRD_COLOUR = '#374151';
+export const SERIES_COLOURS = [SIGN_COLOUR, AUTH_COLOUR, THIRD_COLOUR] as const;
 
 /** A round axis maximum and tick step for integer counts. */
 function axis(max: number): { top: number; step: number } {
@@ -29,15 +37,13 @@ export function BarChart({
   title,
   desc,
   bars,
-  signLabel,
-  authLabel,
+  series,
   formatNumber,
 }: {
   title: string;
   desc: string;
   bars: Bar[];
-  signLabel: string;
-  authLabel: string;
+  series: Series[];
   formatNumber: (n: number) => string;
 }) {
   const id = useId();
@@ -46,7 +52,8 @@ export function BarChart({
   const m = { left: 56, right: 12, top: 28, bottom: 36 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
-  const max = Math.max(0, ...bars.map((b) => b.sign + b.auth));
+  const sum = (b: Bar) => b.values.reduce((a, v) => a + v, 0);
+  const max = Math.max(0, ...bars.map(sum));
   const { top, step } = axis(max);
   const y = (v: number) => m.top + ph - (v / top) * ph;
   const band = pw / Math.max(1, bars.length);
@@ -66,10 +73,12 @@ export function BarChart({
         <title id={`${id}-t`}>{title}</title>
         <desc id={`${id}-d`}>{desc}</desc>
         <g className="legend" transform={`translate(${m.left}, 12)`}>
-          <rect width="12" height="12" y="-10" fill={SIGN_COLOUR} />
-          <text x="18">{signLabel}</text>
-          <rect x="160" width="12" height="12" y="-10" fill={AUTH_COLOUR} />
-          <text x="178">{authLabel}</text>
+          {series.map((s, n) => (
+            <g key={s.label} transform={`translate(${n * 190}, 0)`}>
+              <rect width="12" height="12" y="-10" fill={s.colour} />
+              <text x="18">{s.label}</text>
+            </g>
+          ))}
         </g>
         {ticks.map((v) => (
           <g key={v}>
@@ -81,21 +90,26 @@ export function BarChart({
         ))}
         {bars.map((b, n) => {
           const x = m.left + n * band + (band - bw) / 2;
+          let below = 0;
           return (
             <g key={b.label}>
-              <title>{`${b.label}: ${signLabel} ${b.sign}, ${authLabel} ${b.auth}`}</title>
-              {b.sign > 0 ? (
-                <rect x={x} y={y(b.sign)} width={bw} height={y(0) - y(b.sign)} fill={SIGN_COLOUR} />
-              ) : null}
-              {b.auth > 0 ? (
-                <rect
-                  x={x}
-                  y={y(b.sign + b.auth)}
-                  width={bw}
-                  height={y(b.sign) - y(b.sign + b.auth)}
-                  fill={AUTH_COLOUR}
-                />
-              ) : null}
+              <title>{`${b.label}: ${series.map((s, k) => `${s.label} ${formatNumber(b.values[k] ?? 0)}`).join(', ')}`}</title>
+              {series.map((s, k) => {
+                const v = b.values[k] ?? 0;
+                const from = below;
+                below += v;
+                return v > 0 ? (
+                  <rect
+                    key={s.label}
+                    x={x}
+                    y={y(from + v)}
+                    width={bw}
+                    height={y(from) - y(from + v)}
+                    fill={s.colour}
+                    className="segment"
+                  />
+                ) : null;
+              })}
               {n % every === 0 ? (
                 <text x={x + bw / 2} y={H - m.bottom + 16} textAnchor="middle" className="tick">
                   {b.short}

@@ -12,7 +12,7 @@ import {
   saveBlob,
   statsPath,
 } from './api.ts';
-import { type Bar, BarChart, CapacityGauge } from './Chart.tsx';
+import { AUTH_COLOUR, type Bar, BarChart, CapacityGauge, SIGN_COLOUR } from './Chart.tsx';
 import { ClientError, Dl, ErrorAlert, Fact, FocusHeading, SubmitButton, TextField } from './components.tsx';
 import { useI18n } from './i18n.tsx';
 
@@ -47,8 +47,7 @@ function barsOf(rows: IssuanceRow[], periods: string[], short: (p: string) => st
   return periods.map((p) => ({
     label: p,
     short: short(p),
-    sign: total.get(p)?.sign ?? 0,
-    auth: total.get(p)?.auth ?? 0,
+    values: [total.get(p)?.sign ?? 0, total.get(p)?.auth ?? 0],
   }));
 }
 
@@ -180,8 +179,10 @@ export function Stats({ api, principal }: { api: Api; principal: Principal }) {
                   total: i.number(stats.total.total),
                 })}
                 bars={barsOf(stats.daily, days, (d) => String(Number(d.slice(8))))}
-                signLabel={t('legendSign')}
-                authLabel={t('legendAuth')}
+                series={[
+                  { label: t('legendSign'), colour: SIGN_COLOUR },
+                  { label: t('legendAuth'), colour: AUTH_COLOUR },
+                ]}
                 formatNumber={i.number}
               />
             </section>
@@ -198,8 +199,10 @@ export function Stats({ api, principal }: { api: Api; principal: Principal }) {
                   total: i.number(stats.total.total),
                 })}
                 bars={barsOf(stats.monthly, months, (m) => m)}
-                signLabel={t('legendSign')}
-                authLabel={t('legendAuth')}
+                series={[
+                  { label: t('legendSign'), colour: SIGN_COLOUR },
+                  { label: t('legendAuth'), colour: AUTH_COLOUR },
+                ]}
                 formatNumber={i.number}
               />
             </section>

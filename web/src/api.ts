@@ -1,5 +1,8 @@
-// The counter API of the same server (src/http/counter-routes.ts): a staff session token as Bearer,
-// errors as { error, message } with the service's error name, which the page turns into a sentence.
+// The API of the same server: the counter API (src/http/counter-routes.ts) and the operators' verifier API
+// with a staff session token as Bearer, the verifier console's own-account API and POST /verify with the
+// verifier's API key as Bearer (src/http/verifier-routes.ts). Errors come as { error, message } with the
+// service's error name, which the page turns into a sentence; a refusal of a verifier's credential also
+// carries X-JPKI-Refusal (revoked, suspended, …), which picks a more precise sentence.
 
 export type Role = 'clerk' | 'supervisor' | 'operator';
 
@@ -160,9 +163,11 @@ export function saveSession(s: Session | null): void {
   }
 }
 
+export type Method = 'GET' | 'POST' | 'PUT';
+
 async function send(
   token: string | null,
-  method: 'GET' | 'POST',
+  method: Method,
   path: string,
   body?: unknown,
   accept = 'application/json',
@@ -192,7 +197,9 @@ async function send(
     } catch {
       // not JSON
     }
-    if (res.status === 401 && name === 'Unauthorized') name = 'SessionError';
+    const refusal = res.headers.get('x-jpki-refusal');
+    if (refusal && /^[a-z-]{1,40}$/.test(refusal)) name = `refused_${refusal}`;
+    else if (res.status === 401 && name === 'Unauthorized') name = 'SessionError';
     throw new ApiError(res.status, name, message);
   }
   return res;
@@ -203,14 +210,15 @@ export async function login(username: string, password: string): Promise<Session
   return (await res.json()) as Session;
 }
 
-/** API calls of one session. */
+/** API calls with one credential: a staff session token, or a verifier's API key (the verifier console). */
 export class Api {
   constructor(
     readonly token: string,
+    /** Called on a 401: the session ended, or the API key no longer works. */
     private readonly onSessionEnded: () => void,
   ) {}
 
-  async #call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  async call<T>(method: Method, path: string, body?: unknown): Promise<T> {
     try {
       return (await (await send(this.token, method, path, body)).json()) as T;
     } catch (e) {
@@ -230,41 +238,41 @@ export class Api {
   }
 
   logout() {
-    return this.#call<{ loggedOut: boolean }>('POST', '/api/v1/staff/logout');
+    return this.call<{ loggedOut: boolean }>('POST', '/api/v1/staff/logout');
   }
   config() {
-    return this.#call<CounterConfig>('GET', '/api/v1/counter/config');
+    return this.call<CounterConfig>('GET', '/api/v1/counter/config');
   }
   searchResidents(q: { name?: string; birth?: string }) {
     const p = new URLSearchParams();
     if (q.name) p.set('name', q.name);
     if (q.birth) p.set('birth', q.birth);
-    return this.#call<{ residents: Resident[] }>('GET', `/api/v1/residents?${p}`);
+    return this.call<{ residents: Resident[] }>('GET', `/api/v1/residents?${p}`);
   }
   resident(id: string) {
-    return this.#call<ResidentRecord>('GET', `/api/v1/residents/${encodeURIComponent(id)}`);
+    return this.call<ResidentRecord>('GET', `/api/v1/residents/${encodeURIComponent(id)}`);
   }
   reportLoss(id: string, channel: 'phone' | 'counter') {
-    return this.#call<{ revoked: string[] }>(
+    return this.call<{ revoked: string[] }>(
       'POST',
       `/api/v1/residents/${encodeURIComponent(id)}/loss-report`,
       { channel },
     );
   }
   openCase(residentId: string, type: CaseType) {
-    return this.#call<CounterCase>('POST', '/api/v1/counter/cases', { residentId, type });
+    return this.call<CounterCase>('POST', '/api/v1/counter/cases', { residentId, type });
   }
   getCase(id: string) {
-    return this.#call<CounterCase>('GET', `/api/v1/counter/cases/${id}`);
+    return this.call<CounterCase>('GET', `/api/v1/counter/cases/${id}`);
   }
   step(id: string, step: 'identity' | 'fee' | 'keys' | 'issue' | 'card' | 'pin-reset', body?: unknown) {
-    return this.#call<CounterCase>('POST', `/api/v1/counter/cases/${id}/${step}`, body);
+    return this.call<CounterCase>('POST', `/api/v1/counter/cases/${id}/${step}`, body);
   }
   receipt(id: string) {
-    return this.#call<Receipt>('GET', `/api/v1/counter/cases/${id}/receipt`);
+    return this.call<Receipt>('GET', `/api/v1/counter/cases/${id}/receipt`);
   }
   stats(q: { from: string; to: string; municipality?: string }) {
-    return this.#call<IssuanceStats>('GET', statsPath(q));
+    return this.call<IssuanceStats>('GET', statsPath(q));
   }
 }
 
@@ -290,4 +298,9 @@ export function saveBlob(blob: Blob, filename: string): void {
 /** Today's date in Japan, YYYY-MM-DD (the statistics count JST days). */
 export function jstToday(): string {
   return new Intl.DateTimeFormat('en-CA', { timeZone: 'Asia/Tokyo' }).format(new Date());
+}
+
+/** This month in Japan, YYYY-MM (usage and statements count JST months). */
+export function jstThisMonth(): string {
+  return jstToday().slice(0, 7);
 }

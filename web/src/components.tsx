@@ -1,7 +1,8 @@
-// Small pieces shared by the views: announced errors and statuses, labelled fields, headings that take
-// the focus when a view or step appears (so keyboard and screen-reader users land on it).
+// Small pieces shared by the views of both pages (the counter at /counter/, the verifier console at
+// /verifier/): the banner, the hash route, announced errors and statuses, labelled fields, headings that
+// take the focus when a view or step appears (so keyboard and screen-reader users land on it).
 
-import { type ReactNode, useEffect, useId, useRef } from 'react';
+import { type ReactNode, useCallback, useEffect, useId, useRef, useState } from 'react';
 import { ApiError } from './api.ts';
 import { type I18n, type MessageKey, useI18n } from './i18n.tsx';
 
@@ -78,7 +79,7 @@ export function TextField(props: {
   value: string;
   onChange: (v: string) => void;
   hint?: string;
-  type?: 'text' | 'password' | 'date';
+  type?: 'text' | 'password' | 'date' | 'month';
   required?: boolean;
   autoComplete?: string;
   inputMode?: 'numeric' | 'text';
@@ -139,5 +140,226 @@ export function Fact({ label, children }: { label: string; children: ReactNode }
       <dt>{label}</dt>
       <dd>{children}</dd>
     </div>
+  );
+}
+
+const JAPANESE = /[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]/;
+
+/**
+ * Text entered by people (a verifier's name, a reason, a signer's name): marked lang="ja" when it is
+ * written in Japanese, so a screen reader reads it in Japanese also on the English page.
+ */
+export function Data({ children, className }: { children: string; className?: string }) {
+  return (
+    <span lang={JAPANESE.test(children) ? 'ja' : undefined} className={className}>
+      {children}
+    </span>
+  );
+}
+
+/** A sentence that quotes data (a signer's name in the report's English sentence): the quote marked as Data. */
+export function WithData({ text, data }: { text: string; data?: string }) {
+  if (!data || !text.includes(data)) return <Data>{text}</Data>;
+  const at = text.indexOf(data);
+  return (
+    <>
+      {text.slice(0, at)}
+      <Data>{data}</Data>
+      {text.slice(at + data.length)}
+    </>
+  );
+}
+
+export function SelectField<V extends string>(props: {
+  label: string;
+  value: V;
+  onChange: (v: V) => void;
+  options: readonly { value: V; label: string }[];
+  hint?: string;
+}) {
+  const id = useId();
+  return (
+    <div className="field">
+      <label htmlFor={id}>{props.label}</label>
+      <select
+        id={id}
+        value={props.value}
+        onChange={(e) => props.onChange(e.target.value as V)}
+        aria-describedby={props.hint ? `${id}-hint` : undefined}
+      >
+        {props.options.map((o) => (
+          <option key={o.value} value={o.value}>
+            {o.label}
+          </option>
+        ))}
+      </select>
+      {props.hint ? (
+        <p id={`${id}-hint`} className="hint">
+          {props.hint}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+export function TextAreaField(props: {
+  label: string;
+  value: string;
+  onChange: (v: string) => void;
+  hint?: string;
+  required?: boolean;
+  rows?: number;
+  maxLength?: number;
+  mono?: boolean;
+}) {
+  const id = useId();
+  const i = useI18n();
+  return (
+    <div className="field">
+      <label htmlFor={id}>
+        {props.label}
+        {props.required ? <span className="req"> ({i.t('required')})</span> : null}
+      </label>
+      <textarea
+        id={id}
+        value={props.value}
+        onChange={(e) => props.onChange(e.target.value)}
+        aria-describedby={props.hint ? `${id}-hint` : undefined}
+        required={props.required}
+        rows={props.rows ?? 3}
+        maxLength={props.maxLength}
+        spellCheck={false}
+        className={props.mono ? 'mono' : undefined}
+      />
+      {props.hint ? (
+        <p id={`${id}-hint`} className="hint">
+          {props.hint}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+export function FileField(props: {
+  label: string;
+  onChange: (f: File | null) => void;
+  hint?: string;
+  required?: boolean;
+  accept?: string;
+}) {
+  const id = useId();
+  const i = useI18n();
+  return (
+    <div className="field">
+      <label htmlFor={id}>
+        {props.label}
+        <span className="req"> ({i.t(props.required ? 'required' : 'optional')})</span>
+      </label>
+      <input
+        id={id}
+        type="file"
+        accept={props.accept}
+        onChange={(e) => props.onChange(e.target.files?.[0] ?? null)}
+        aria-describedby={props.hint ? `${id}-hint` : undefined}
+        required={props.required}
+      />
+      {props.hint ? (
+        <p id={`${id}-hint`} className="hint">
+          {props.hint}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+/** A short status word in colour and words (never colour alone). */
+export function Badge({ tone, children }: { tone: 'ok' | 'bad' | 'muted' | 'warn'; children: ReactNode }) {
+  const cls = { ok: 'badge-valid', bad: 'badge-revoked', muted: 'badge-expired', warn: 'badge-warn' }[tone];
+  return <span className={`badge ${cls}`}>{children}</span>;
+}
+
+const hashPath = () => location.hash.replace(/^#/, '') || '/';
+
+/** The path after the hash (#/stats → /stats), and a function to go elsewhere. */
+export function useHashRoute(): [string, (path: string) => void] {
+  const [path, setPath] = useState<string>(hashPath);
+  useEffect(() => {
+    const on = () => setPath(hashPath());
+    window.addEventListener('hashchange', on);
+    return () => window.removeEventListener('hashchange', on);
+  }, []);
+  const go = useCallback((p: string) => {
+    location.hash = `#${p}`;
+  }, []);
+  return [path, go];
+}
+
+export interface NavItem {
+  href: string;
+  label: string;
+  current: boolean;
+}
+
+/** The page's banner: title, menu, the language switch, who is logged in and the log-out button. */
+export function Banner({
+  title,
+  subtitle,
+  nav,
+  who,
+  onLogout,
+}: {
+  title: string;
+  subtitle: string;
+  nav?: NavItem[];
+  who?: ReactNode;
+  onLogout?: () => void;
+}) {
+  const i = useI18n();
+  const { t } = i;
+  return (
+    <>
+      <a className="skip-link" href="#main">
+        {t('skipToMain')}
+      </a>
+      <header className="banner">
+        <div className="banner-inner">
+          <div className="brand">
+            <span className="brand-title">{title}</span>
+            <span className="brand-sub">{subtitle}</span>
+          </div>
+          {nav?.length ? (
+            <nav aria-label={t('navLabel')} className="menu">
+              <ul>
+                {nav.map((n) => (
+                  <li key={n.href}>
+                    <a href={n.href} aria-current={n.current ? 'page' : undefined}>
+                      {n.label}
+                    </a>
+                  </li>
+                ))}
+              </ul>
+            </nav>
+          ) : null}
+          <div className="banner-tools">
+            <button
+              type="button"
+              className="link-button"
+              lang={i.lang === 'ja' ? 'en' : 'ja'}
+              onClick={() => i.setLang(i.lang === 'ja' ? 'en' : 'ja')}
+            >
+              {t('switchLanguage')}
+            </button>
+            {onLogout ? (
+              <>
+                {who ? <span className="who">{who}</span> : null}
+                <button type="button" className="secondary" onClick={onLogout}>
+                  {t('logout')}
+                </button>
+              </>
+            ) : null}
+          </div>
+        </div>
+      </header>
+    </>
   );
 }

@@ -2,8 +2,9 @@
 // keys of `ja`), so a missing translation is a type error, not an untranslated string on the screen.
 
 import { createContext, type ReactNode, useCallback, useContext, useEffect, useMemo, useState } from 'react';
+import { verifierEn, verifierJa } from './i18n-verifiers.ts';
 
-const ja = {
+const counterJa = {
   appTitle: '電子証明書 窓口',
   appSubtitle: '公的個人認証サービス',
   skipToMain: '本文へスキップ',
@@ -237,9 +238,17 @@ const ja = {
   err_Unknown: 'エラーが発生しました。',
 };
 
+// One table for both pages; a key defined twice would silently take the second text, so it is a type error.
+type Overlap = Extract<keyof typeof counterJa, keyof typeof verifierJa>;
+const noOverlap: [Overlap] extends [never] ? true : Overlap = true;
+void noOverlap;
+
+const ja = { ...counterJa, ...verifierJa };
+
 export type MessageKey = keyof typeof ja;
 
 const en: Record<MessageKey, string> = {
+  ...verifierEn,
   appTitle: 'Certificate counter',
   appSubtitle: 'Public Certification Service for Individuals',
   skipToMain: 'Skip to main content',
@@ -493,6 +502,10 @@ export interface I18n {
   number(n: number): string;
   dateTime(iso: string): string;
   date(iso: string): string;
+  /** A month written YYYY-MM, e.g. 2026年5月 / May 2026. */
+  month(ym: string): string;
+  /** Whole yen: 1,234円 / ¥1,234. */
+  yen(n: number): string;
 }
 
 const I18nContext = createContext<I18n | null>(null);
@@ -535,6 +548,7 @@ export function I18nProvider({ children }: { children: ReactNode }) {
     });
     const d = new Intl.DateTimeFormat(locale, { timeZone: 'Asia/Tokyo', dateStyle: 'medium' });
     const nf = new Intl.NumberFormat(locale);
+    const mf = new Intl.DateTimeFormat(locale, { timeZone: 'UTC', year: 'numeric', month: 'long' });
     return {
       lang,
       setLang,
@@ -546,6 +560,8 @@ export function I18nProvider({ children }: { children: ReactNode }) {
       number: (n) => nf.format(n),
       dateTime: (iso) => dt.format(new Date(iso)),
       date: (iso) => d.format(new Date(iso)),
+      month: (ym) => mf.format(new Date(`${ym}-01T00:00:00Z`)),
+      yen: (n) => t('yen', { n: nf.format(n) }),
     };
   }, [lang, setLang]);
 

@@ -419,6 +419,15 @@ async function runPeers(
       headers: { 'content-type': 'application/ocsp-request' },
       body,
     }));
+    // Sanity: cfssl answers with the response open-jpki signed for that serial, byte for byte.
+    const probe = await fetch(`http://127.0.0.1:${port}/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/ocsp-request' },
+      body: new Uint8Array(bodies[0]!),
+    });
+    const same = Buffer.from(await probe.arrayBuffer()).toString('base64') === responses[0];
+    log(`scale: cfssl sanity: HTTP ${probe.status}, same bytes as open-jpki's response: ${same}`);
+    if (!same) throw new Error('cfssl does not answer with the pre-signed response');
     await load(port, cfsslReqs, 5);
     out['cfssl ocspserve POST good (sign), autocannon'] = await load(port, cfsslReqs, SECONDS);
     log(`scale: cfssl ${JSON.stringify(out['cfssl ocspserve POST good (sign), autocannon'])}`);
@@ -431,10 +440,12 @@ async function runPeers(
   const src = new URL('./loopback-bind.c', import.meta.url).pathname;
   if (spawnSync('cc', ['-shared', '-fPIC', '-O2', '-o', shim, src, '-ldl']).status === 0) {
     const exp = '351231000000Z';
+    // openssl keys its index by the serial's value in hex, without the DER sign octet.
+    const idx = (serial: string) => serial.replace(/^00/, '').toUpperCase();
     const index = [
-      ...signGood.map((x) => `V\t${exp}\t\t${x.serial.toUpperCase()}\tunknown\t/CN=${x.serial}\n`),
+      ...signGood.map((x) => `V\t${exp}\t\t${idx(x.serial)}\tunknown\t/CN=${x.serial}\n`),
       ...signRevoked.map(
-        (x) => `R\t${exp}\t250101000000Z,superseded\t${x.serial.toUpperCase()}\tunknown\t/CN=${x.serial}\n`,
+        (x) => `R\t${exp}\t250101000000Z,superseded\t${idx(x.serial)}\tunknown\t/CN=${x.serial}\n`,
       ),
     ].join('');
     writeFileSync(join(dir, 'index.txt'), index);

@@ -846,7 +846,11 @@ export class Authority {
    * such responses are reused while the status they state is still the status in the store and
    * they are younger than the refresh interval.
    */
-  async ocsp(requestDer: Uint8Array): Promise<OcspAnswer> {
+  /**
+   * `opts.cas`: the issuing CAs the requester may ask about (an authorised verifier's kinds); a request
+   * about another CA's certificates gets `unauthorized`. Default: both.
+   */
+  async ocsp(requestDer: Uint8Array, opts: { cas?: readonly ('sign' | 'auth')[] } = {}): Promise<OcspAnswer> {
     let req: ReturnType<typeof parseOcspRequest>;
     try {
       req = parseOcspRequest(requestDer);
@@ -859,7 +863,7 @@ export class Authority {
       (['sign', 'auth'] as const).find((c) => matchesIssuer(id, this.issuing[c].hashes)),
     );
     const ca = cas[0];
-    if (!ca || cas.some((c) => c !== ca))
+    if (!ca || cas.some((c) => c !== ca) || (opts.cas && !opts.cas.includes(ca)))
       return { der: errorResponse('unauthorized'), cacheable: false, status: 'unauthorized' };
     const issuing = this.issuing[ca];
     const now = this.now();

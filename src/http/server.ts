@@ -301,8 +301,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     counter.inc();
   };
 
-  async function answerOcsp(der: Buffer, method: 'GET' | 'POST', reply: FastifyReply) {
-    const ans = await authority.ocsp(der);
+  async function answerOcsp(der: Buffer, method: 'GET' | 'POST', req: FastifyRequest, reply: FastifyReply) {
+    // An authorised verifier gets answers about the certificate kinds it is authorised for only.
+    const ans = await authority.ocsp(der, req.verifier ? { cas: req.verifier.kinds } : {});
     countOcspAnswer(ans.status, method);
     reply.type('application/ocsp-response');
     if (method === 'GET' && ans.cacheable && ans.producedAt && ans.nextUpdate) {
@@ -335,6 +336,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.post(
     '/ocsp',
     {
+      // No per-request log lines on the hot path (two pino lines cost more than the answer); errors still log.
+      logLevel: 'warn',
       schema: {
         description:
           'OCSP (RFC 6960) over POST: body is a DER OCSPRequest, Content-Type application/ocsp-request',
@@ -347,13 +350,14 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
           .code(415)
           .type('application/ocsp-response')
           .send(Buffer.from([0x30, 0x03, 0x0a, 0x01, 0x01]));
-      return answerOcsp(req.body, 'POST', reply);
+      return answerOcsp(req.body, 'POST', req, reply);
     },
   );
 
   app.get<{ Params: { '*': string } }>(
     '/ocsp/*',
     {
+      logLevel: 'warn',
       schema: {
         description: 'OCSP over GET (RFC 5019): /ocsp/{url-encoded base64 of the DER OCSPRequest}',
       },
@@ -370,7 +374,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         /^[A-Za-z0-9+/=_-]+$/.test(b64) && b64.length <= (MAX_OCSP_REQUEST_BYTES * 4) / 3 + 4
           ? Buffer.from(b64, 'base64')
           : Buffer.alloc(0);
-      return answerOcsp(der, 'GET', reply);
+      return answerOcsp(der, 'GET', req, reply);
     },
   );
 

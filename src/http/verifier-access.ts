@@ -12,7 +12,8 @@
 //
 // Answers that refuse:
 //   401  no credential, or one that is unknown, revoked or expired;
-//   403  a known verifier that is suspended, has ended, or is outside its contract period;
+//   403  a known verifier that is suspended, has ended, or is outside its contract period, or one asking for
+//        a CRL of (or /verify with) certificate kinds it is not authorised for (VerifierRegistry kinds);
 //   429  the verifier's token bucket is empty (Retry-After: seconds).
 // CRLs and /verify get JSON {error, message}. OCSP gets the same HTTP status with an OCSP response as its
 // body, as RFC 6960 clients expect one: `unauthorized` (6) for 401/403 and `tryLater` (3) for 429 (openssl
@@ -35,6 +36,7 @@ import {
   type AccessRefusal,
   type AuthenticatedVerifier,
   type Authentication,
+  kindRefusal,
   MISSING_CREDENTIAL,
   revocationRefusal,
   VerifierRegistry,
@@ -97,6 +99,20 @@ export function isSuccessfulOcsp(der: unknown): boolean {
   const len = der[1]!;
   const at = len < 0x80 ? 2 : 2 + (len & 0x7f);
   return der[at] === 0x0a && der[at + 1] === 0x01 && der[at + 2] === 0x00;
+}
+
+/**
+ * 403 when a verifier asks for what its authorisation does not cover: a CRL of signature certificates
+ * (`/crl/sign*`) needs 'sign', one of authentication certificates (`/crl/auth*`) 'auth', and /verify
+ * (signed documents, whose signers hold signature certificates) 'sign'. OCSP is checked per request
+ * by the authority (a CertID of another CA is answered `unauthorized`).
+ */
+function certificateKindRefusal(v: AuthenticatedVerifier, kind: UsageKind, req: FastifyRequest) {
+  if (kind === 'verification') return kindRefusal(v, 'sign', 'POST /verify (signed documents)');
+  if (kind !== 'crl') return null;
+  const file = (req.params as { file?: string }).file ?? '';
+  const m = /^(sign|auth)(?:[-.]|$)/.exec(file);
+  return m ? kindRefusal(v, m[1] as 'sign' | 'auth', file) : null;
 }
 
 function apiKeyOf(req: FastifyRequest): string | undefined {
@@ -177,7 +193,8 @@ async function plugin(app: FastifyInstance, opts: VerifierAccessOptions): Promis
     }
     const auth = await identify(req);
     if (!auth.ok) return refuse(reply, kind, auth);
-    const refused = revocationRefusal(auth.verifier, now());
+    const refused =
+      revocationRefusal(auth.verifier, now()) ?? certificateKindRefusal(auth.verifier, kind, req);
     if (refused) return refuse(reply, kind, refused);
     const wait = rateLimiter.take(auth.verifier.verifierId);
     if (wait > 0) {

@@ -23,12 +23,14 @@ import {
   UnknownCredentialError,
   UnknownVerifierError,
   VERIFIER_CATEGORIES,
+  VERIFIER_KINDS,
   VERIFIER_STATUSES,
   type Verifier,
   type VerifierActor,
   type VerifierCategory,
   VerifierExistsError,
   VerifierInputError,
+  type VerifierKind,
   VerifierStateError,
   type VerifierStatus,
 } from '../verifiers/registry.ts';
@@ -52,12 +54,22 @@ const nullableDateTime = { type: ['string', 'null'], format: 'date-time' } as co
 const day = { type: 'string', pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' } as const;
 const month = { type: 'string', pattern: '^[0-9]{4}-[0-9]{2}$' } as const;
 
+/** sign: revocation information of signature certificates; auth: of user-authentication certificates. */
+const verifierKinds = {
+  type: 'array',
+  minItems: 1,
+  maxItems: 2,
+  uniqueItems: true,
+  items: { type: 'string', enum: [...VERIFIER_KINDS] },
+} as const;
+
 const verifierSchema = {
   type: 'object',
   properties: {
     id: { type: 'integer' },
     name: { type: 'string' },
     category: { type: 'string', enum: [...VERIFIER_CATEGORIES] },
+    kinds: verifierKinds,
     contractFrom: day,
     contractTo: day,
     status: { type: 'string', enum: [...VERIFIER_STATUSES] },
@@ -335,7 +347,15 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
 
   // ---- the registry (operators) ----
 
-  app.post<{ Body: { name: string; category: VerifierCategory; contractFrom: string; contractTo: string } }>(
+  app.post<{
+    Body: {
+      name: string;
+      category: VerifierCategory;
+      kinds?: VerifierKind[];
+      contractFrom: string;
+      contractTo: string;
+    };
+  }>(
     '/api/v1/verifiers',
     {
       ...byOperator,
@@ -350,6 +370,7 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
           properties: {
             name: { type: 'string', minLength: 1, maxLength: 200 },
             category: { type: 'string', enum: [...VERIFIER_CATEGORIES] },
+            kinds: { ...verifierKinds, description: 'default: both' },
             contractFrom: day,
             contractTo: day,
           },
@@ -466,6 +487,28 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
           actorOf(req),
         ),
       ),
+  );
+
+  app.put<{ Params: { id: number }; Body: { kinds: VerifierKind[] } }>(
+    '/api/v1/verifiers/:id/kinds',
+    {
+      ...byOperator,
+      schema: {
+        tags,
+        security,
+        description:
+          'Sets which certificates the verifier may receive revocation information of (its authorisation): sign, auth or both',
+        params: idParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['kinds'],
+          properties: { kinds: verifierKinds },
+        },
+        response: { 200: verifierSchema, ...errors },
+      },
+    },
+    async (req) => verifierJson(await registry.changeKinds(req.params.id, req.body.kinds, actorOf(req))),
   );
 
   // ---- credentials (operators) ----
@@ -680,6 +723,7 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
               id: { type: 'integer' },
               name: { type: 'string' },
               category: { type: 'string' },
+              kinds: verifierKinds,
               status: { type: 'string' },
               contractFrom: day,
               contractTo: day,
@@ -703,6 +747,7 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
         id: v.verifierId,
         name: v.name,
         category: v.category,
+        kinds: v.kinds,
         status: v.status,
         contractFrom: v.contractFrom,
         contractTo: v.contractTo,

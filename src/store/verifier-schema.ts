@@ -10,6 +10,8 @@ import type { Bytes } from './schema.ts';
 export type VerifierCategory = 'administrative-body' | 'private-certification-business';
 export type VerifierStatus = 'active' | 'suspended' | 'ended';
 export type UsageKind = 'ocsp' | 'crl' | 'verification';
+/** Which certificates' revocation information a verifier may receive: signature, user authentication. */
+export type VerifierKind = 'sign' | 'auth';
 
 type Nullable<T> = ColumnType<T | null, T | null | undefined, T | null>;
 
@@ -22,6 +24,8 @@ export interface VerifiersTable {
   contract_from: string;
   contract_to: string;
   status: VerifierStatus;
+  /** 'sign', 'auth' or 'sign,auth' (migration 0008; default 'sign,auth'). */
+  kinds: ColumnType<string, string | undefined, string>;
   status_changed_at: number;
   created_at: number;
   /** Actor string ('staff:<id>', 'cli:<user>', 'api:operator-token'). */

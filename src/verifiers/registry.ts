@@ -21,6 +21,7 @@ import type {
   VerifierApiKeyRow,
   VerifierCategory,
   VerifierCertificateRow,
+  VerifierKind,
   VerifierRow,
   VerifierStatus,
   VerifierStatusHistoryRow,
@@ -35,12 +36,14 @@ import {
   secretMatches,
 } from './credentials.ts';
 
-export type { UsageKind, VerifierCategory, VerifierStatus } from '../store/verifier-schema.ts';
+export type { UsageKind, VerifierCategory, VerifierKind, VerifierStatus } from '../store/verifier-schema.ts';
 
 export const VERIFIER_CATEGORIES: readonly VerifierCategory[] = [
   'administrative-body',
   'private-certification-business',
 ];
+/** sign: signature certificates (署名検証者); auth: user-authentication certificates (利用者証明検証者). */
+export const VERIFIER_KINDS: readonly VerifierKind[] = ['sign', 'auth'];
 export const VERIFIER_STATUSES: readonly VerifierStatus[] = ['active', 'suspended', 'ended'];
 
 /** An authenticated operator (checked against the role table) or a trusted local actor ('cli:<user>'). */
@@ -50,6 +53,8 @@ export interface Verifier {
   id: number;
   name: string;
   category: VerifierCategory;
+  /** The certificates whose revocation information it is authorised to receive. */
+  kinds: VerifierKind[];
   /** First and last day of the contract in Japan, inclusive (YYYY-MM-DD). */
   contractFrom: string;
   contractTo: string;
@@ -107,6 +112,8 @@ export interface VerifierDetails {
 export interface NewVerifier {
   name: string;
   category: VerifierCategory;
+  /** Default: both. */
+  kinds?: readonly VerifierKind[];
   contractFrom: string;
   contractTo: string;
 }
@@ -125,6 +132,7 @@ export interface AuthenticatedVerifier {
   verifierId: number;
   name: string;
   category: VerifierCategory;
+  kinds: VerifierKind[];
   status: VerifierStatus;
   contractFrom: string;
   contractTo: string;
@@ -138,7 +146,8 @@ export type RefusalCode =
   | 'expired-credential'
   | 'suspended'
   | 'ended'
-  | 'outside-contract';
+  | 'outside-contract'
+  | 'kind-not-authorised';
 
 /** 401: no credential, or one that does not (or no longer) identify a verifier. 403: a known verifier
  * that may not receive revocation information now. */
@@ -237,6 +246,7 @@ export class VerifierRegistry {
       throw new VerifierInputError('a verifier name is 1 to 200 characters without control characters');
     if (!VERIFIER_CATEGORIES.includes(input.category))
       throw new VerifierInputError(`the category must be one of ${VERIFIER_CATEGORIES.join(', ')}`);
+    const kinds = kindsColumn(input.kinds ?? VERIFIER_KINDS);
     const now = this.#now();
     checkContract(input.contractFrom, input.contractTo, now);
     const by = actorString(actor);
@@ -247,6 +257,7 @@ export class VerifierRegistry {
           .values({
             name,
             category: input.category,
+            kinds,
             contract_from: input.contractFrom,
             contract_to: input.contractTo,
             status: 'active',
@@ -274,7 +285,12 @@ export class VerifierRegistry {
           action: 'verifier.register',
           subject: verifierSubject(row.id),
           at: now,
-          details: { category: row.category, contractFrom: row.contract_from, contractTo: row.contract_to },
+          details: {
+            category: row.category,
+            kinds: row.kinds,
+            contractFrom: row.contract_from,
+            contractTo: row.contract_to,
+          },
         });
         return verifierOf(row);
       });
@@ -382,6 +398,35 @@ export class VerifierRegistry {
           from: { contractFrom: before.contract_from, contractTo: before.contract_to },
           to: { contractFrom: row.contract_from, contractTo: row.contract_to },
         },
+      });
+      return verifierOf(row);
+    });
+    this.#cache.clear();
+    return v;
+  }
+
+  /** Changes which certificates' revocation information the verifier may receive (its authorisation). */
+  async changeKinds(id: number, kinds: readonly VerifierKind[], actor: VerifierActor): Promise<Verifier> {
+    this.#authorize(actor);
+    const column = kindsColumn(kinds);
+    const now = this.#now();
+    const by = actorString(actor);
+    const v = await this.#db.transaction().execute(async (trx) => {
+      const before = await this.#row(trx, id);
+      const row = await trx
+        .updateTable('verifiers')
+        .set({ kinds: column, updated_at: now, updated_by: by })
+        .where('id', '=', id)
+        .where('status', '<>', 'ended')
+        .returningAll()
+        .executeTakeFirst();
+      if (!row) throw new VerifierStateError(`verifier ${id} has ended; register it anew`);
+      await appendAudit(trx, {
+        actor: by,
+        action: 'verifier.kinds',
+        subject: verifierSubject(id),
+        at: now,
+        details: { from: before.kinds, to: row.kinds },
       });
       return verifierOf(row);
     });
@@ -786,6 +831,7 @@ function authenticated(
     verifierId: v.id,
     name: v.name,
     category: v.category,
+    kinds: kindsOf(v.kinds),
     status: v.status,
     contractFrom: v.contract_from,
     contractTo: v.contract_to,
@@ -819,6 +865,38 @@ function optionalReason(reason: string | undefined): string | null {
   return r;
 }
 
+/** The kinds column ('sign', 'auth' or 'sign,auth') of a list of kinds; VerifierInputError if empty or unknown. */
+export function kindsColumn(kinds: readonly VerifierKind[]): string {
+  if (!Array.isArray(kinds) || kinds.length === 0 || kinds.some((k) => !VERIFIER_KINDS.includes(k)))
+    throw new VerifierInputError(
+      `the certificate kinds are one or both of ${VERIFIER_KINDS.join(', ')} (sign: signature certificates, auth: user-authentication certificates)`,
+    );
+  return VERIFIER_KINDS.filter((k) => kinds.includes(k)).join(',');
+}
+
+function kindsOf(column: string): VerifierKind[] {
+  return column.split(',') as VerifierKind[];
+}
+
+const KIND_WORDS: Record<VerifierKind, string> = {
+  sign: 'signature certificates',
+  auth: 'user-authentication certificates',
+};
+
+/** 403 when the verifier is not authorised for revocation information of `kind` certificates; else null. */
+export function kindRefusal(
+  v: AuthenticatedVerifier,
+  kind: VerifierKind,
+  what: string,
+): AccessRefusal | null {
+  if (v.kinds.includes(kind)) return null;
+  return refusal(
+    403,
+    'kind-not-authorised',
+    `verifier ${v.verifierId} is authorised for revocation information of ${v.kinds.map((k) => KIND_WORDS[k]).join(' and ')} only; ${what} concerns ${KIND_WORDS[kind]}`,
+  );
+}
+
 export const verifierSubject = (id: number): string => `verifier:${id}`;
 
 function actorString(actor: VerifierActor): string {
@@ -830,6 +908,7 @@ function verifierOf(r: VerifierRow): Verifier {
     id: r.id,
     name: r.name,
     category: r.category,
+    kinds: kindsOf(r.kinds),
     contractFrom: r.contract_from,
     contractTo: r.contract_to,
     status: r.status,

@@ -41,6 +41,7 @@ forEachStore((current) => {
     verifierId: id,
     name: 'x',
     category: 'administrative-body',
+    kinds: ['sign', 'auth'],
     status: 'active',
     contractFrom: '2026-01-01',
     contractTo: '2026-12-31',

@@ -270,6 +270,7 @@ forEachStore((current) => {
           verifierId: v.id,
           name: 'Bank Auth KK',
           category: 'private-certification-business',
+          kinds: ['sign', 'auth'],
           status: 'active',
           contractFrom: CONTRACT.contractFrom,
           contractTo: CONTRACT.contractTo,

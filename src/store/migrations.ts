@@ -19,6 +19,7 @@ import { migration0005 } from './migrations/0005_verifiers.ts';
 import { migration0006 } from './migrations/0006_crl_partitions.ts';
 import { migration0007 } from './migrations/0007_ocsp_responses.ts';
 import { migration0008 } from './migrations/0008_verifier_kinds.ts';
+import { migration0009 } from './migrations/0009_applications.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -139,6 +140,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0006_crl_partitions': migration0006(dialect),
     '0007_ocsp_responses': migration0007(dialect),
     '0008_verifier_kinds': migration0008(dialect),
+    '0009_applications': migration0009(dialect),
   };
 }
 

@@ -92,6 +92,8 @@ export interface InitOptions {
   keyStore?: KeyStoreConfig;
   /** CRL partitions per issuing CA (a power of two, 1 to 4096); default 64. Fixed for the CA's life. */
   crlPartitions?: number;
+  /** Written into authority.json; absent means 'public' (docs/verifiers.md). `jpki init` writes 'verifiers'. */
+  revocationAccess?: 'public' | 'verifiers';
   env?: NodeJS.ProcessEnv;
   now?: Date;
 }
@@ -273,6 +275,7 @@ export class Authority {
       algorithm: opts.algorithm ?? 'rsa-2048',
       baseUrl: (opts.baseUrl ?? 'http://127.0.0.1:8080').replace(/\/+$/, ''),
       keyStore: keyStoreCfg,
+      ...(opts.revocationAccess ? { revocationAccess: opts.revocationAccess } : {}),
       createdAt: (opts.now ?? new Date()).toISOString(),
     };
     const u = urls(config.baseUrl);

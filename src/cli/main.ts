@@ -13,6 +13,7 @@ import { registerDevCommands } from './dev.ts';
 import { registerRegisterCommands } from './register.ts';
 import { registerSignCommands } from './sign.ts';
 import { registerStaffCommands } from './staff.ts';
+import { registerVerifierCommands } from './verifier.ts';
 import { registerValidateCommand, registerVerifyCommand } from './verify.ts';
 
 const debug = process.argv.includes('--debug');
@@ -48,6 +49,14 @@ program
   )
   .option('--pkcs11-module <lib>', 'keep the CA keys on a PKCS#11 token through this module')
   .option('--token <label>', 'PKCS#11 token label (with --pkcs11-module)')
+  .addOption(
+    new Option(
+      '--revocation-access <who>',
+      'who may fetch OCSP, CRLs and POST /verify: authorised verifiers only (the law), or anyone (tests, demos)',
+    )
+      .choices(['verifiers', 'public'])
+      .default('verifiers'),
+  )
   .action(
     async (o: {
       data: string;
@@ -55,6 +64,7 @@ program
       baseUrl: string;
       pkcs11Module?: string;
       token?: string;
+      revocationAccess: 'verifiers' | 'public';
     }) => {
       if (o.pkcs11Module && !o.token) throw new Error('--pkcs11-module needs --token');
       checkUrl(o.baseUrl);
@@ -62,11 +72,16 @@ program
         dataDir: resolve(o.data),
         algorithm: o.algorithm,
         baseUrl: o.baseUrl,
+        revocationAccess: o.revocationAccess,
         keyStore: o.pkcs11Module
           ? { type: 'pkcs11', module: o.pkcs11Module, tokenLabel: o.token! }
           : { type: 'software' },
       });
       process.stdout.write(`authority created in ${resolve(o.data)} (${res.config.algorithm})\n`);
+      if (o.revocationAccess === 'verifiers')
+        process.stderr.write(
+          `OCSP, CRLs and /verify answer authorised verifiers only: register one with "jpki verifier add" and give it a key with "jpki verifier key"\n`,
+        );
       if (res.generatedPassphraseFile)
         process.stderr.write(
           `note: no JPKI_KEY_PASSPHRASE given; keys are encrypted with a generated passphrase in ${res.generatedPassphraseFile}. Keep it elsewhere in production.\n`,
@@ -236,6 +251,7 @@ registerCardCommands(program);
 registerRegisterCommands(program);
 registerValidateCommand(program);
 registerVerifyCommand(program);
+registerVerifierCommands(program);
 registerDevCommands(program);
 
 function readInput(path: string): Buffer {

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Authority } from '../authority/authority.ts';
 import { dataPaths } from '../authority/config.ts';
 import { OutboxProcessor } from '../register/outbox.ts';
+import { jstDay } from '../verifiers/calendar.ts';
 import { buildServer } from './server.ts';
 
 export interface ServeOptions {
@@ -27,7 +28,11 @@ export const PRESIGN_INTERVAL_MS = 5 * 60_000;
 export async function serve(o: ServeOptions): Promise<void> {
   const paths = dataPaths(o.dataDir);
   if (o.init && !existsSync(paths.config)) {
-    await Authority.init({ dataDir: o.dataDir, baseUrl: `http://${hostForUrl(o.host)}:${o.port}` });
+    await Authority.init({
+      dataDir: o.dataDir,
+      baseUrl: `http://${hostForUrl(o.host)}:${o.port}`,
+      revocationAccess: 'verifiers',
+    });
     process.stderr.write(`created a new authority in ${o.dataDir}\n`);
   }
   const authority = await Authority.open(o.dataDir);
@@ -66,6 +71,8 @@ export async function serve(o: ServeOptions): Promise<void> {
   const presign = responderOnly ? undefined : schedulePresign(authority, app.log);
   await app.listen({ port: o.port, host: o.host });
   const base = `http://${hostForUrl(o.host)}:${o.port}`;
+  const today = jstDay(Date.now());
+  const inAYear = `${Number(today.slice(0, 4)) + 1}${today.slice(4)}`;
   process.stdout.write(
     [
       responderOnly
@@ -84,6 +91,13 @@ export async function serve(o: ServeOptions): Promise<void> {
       `  health/metrics:  ${base}/healthz  ${base}/metrics`,
       `  operator token:  ${process.env.JPKI_OPERATOR_TOKEN ? '(from JPKI_OPERATOR_TOKEN)' : paths.operatorTokenFile}`,
       `  URLs written into certificates start with ${authority.config.baseUrl}`,
+      ...(authority.config.revocationAccess === 'verifiers'
+        ? [
+            '  OCSP, CRLs and /verify answer authorised verifiers only (docs/verifiers.md). A first verifier and its key:',
+            `    npx jpki verifier add --data ${o.dataDir} --name "Example City" --category administrative-body --from ${today} --to ${inAYear}`,
+            `    npx jpki verifier key --data ${o.dataDir} --verifier 1     (prints the key once; send it as Authorization: Bearer <key>)`,
+          ]
+        : ['  OCSP, CRLs and /verify are open to anyone (revocationAccess "public" in authority.json)']),
       '',
     ].join('\n'),
   );

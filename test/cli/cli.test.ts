@@ -54,7 +54,11 @@ describe('jpki init', () => {
   it('creates the authority: encrypted keys, CA and OCSP certificates, operator token', () => {
     ok(init);
     expect(init.stdout).toBe(`authority created in ${data} (rsa-2048)\n`);
-    expect(init.stderr).toBe(''); // the passphrase came from the environment: no note
+    // The passphrase came from the environment: no note about it; revocation data is for verifiers only.
+    expect(init.stderr).toBe(
+      'OCSP, CRLs and /verify answer authorised verifiers only: register one with "jpki verifier add" and give it a key with "jpki verifier key"\n',
+    );
+    expect(JSON.parse(readFileSync(join(data, 'authority.json'), 'utf8')).revocationAccess).toBe('verifiers');
     expect(JSON.parse(readFileSync(join(data, 'authority.json'), 'utf8'))).toMatchObject({
       version: 1,
       algorithm: 'rsa-2048',

@@ -14,6 +14,7 @@ import { SerialFormatError } from '../core/serial.ts';
 import { crlDer, UnknownCertificateError } from '../store/certificates.ts';
 import { RevocationSource } from '../verifier/revocation-source.ts';
 import { type ValidationReport, verifySignature } from '../verifier/verify-signature.ts';
+import { applicationRoutes } from './application-routes.ts';
 import { counterRoutes } from './counter-routes.ts';
 import { type VerifierAccessOptions, verifierAccess } from './verifier-access.ts';
 import { verifierRoutes } from './verifier-routes.ts';
@@ -523,6 +524,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   await app.register(counterRoutes, { authority });
   await app.register(verifierRoutes, { authority, operatorToken: opts.operatorToken });
+  await app.register(applicationRoutes, { authority, operatorToken: opts.operatorToken });
   await app.register(counterWeb, { root: opts.webRoot });
 
   // ---- operators' API ----

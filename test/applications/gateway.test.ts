@@ -149,6 +149,26 @@ describe.each(testStores())('submission gateway (%s)', (backend) => {
     expect(await count()).toBe(before);
   });
 
+  it('two submissions racing with one key make one case and one receipt', async () => {
+    const signed = await signApplication(authority, taro, 'vehicle-one-stop', VEHICLE_FORM);
+    const input = {
+      procedureId: 'vehicle-one-stop',
+      form: VEHICLE_FORM,
+      signedDocument: signed,
+      idempotencyKey: key(),
+    };
+    const before = await count();
+    const [a, b, c] = await Promise.all([
+      gateway.submit(input),
+      gateway.submit(input),
+      gateway.submit(input),
+    ]);
+    expect(await count()).toBe(before + 1);
+    expect(b.receipt).toEqual(a.receipt);
+    expect(c.receipt).toEqual(a.receipt);
+    expect([a, b, c].filter((r) => !r.replayed)).toHaveLength(1);
+  });
+
   it('refuses tampered, unsigned, mismatched, wrong-person, authentication-signed and revoked applications, storing nothing', async () => {
     const before = await count();
     const base = { procedureId: 'vehicle-one-stop', form: VEHICLE_FORM };

@@ -129,6 +129,22 @@ describe.each(testStores())('pre-signed OCSP responses (%s)', (backend) => {
     expect(nu).toBeGreaterThan(Date.now() + 60_000);
   });
 
+  it('presignSerials signs the named certificates only: good, revoked, and skips an unknown serial', async () => {
+    const [a, b] = [
+      await ta.authority.issue({ kind: 'auth', csr: ecCsr() }),
+      await ta.authority.issue({ kind: 'auth', csr: ecCsr() }),
+    ];
+    await ta.authority.revoke(b.serial, 'superseded');
+    await ta.authority.store.db.deleteFrom('ocsp_responses').where('serial', '=', a.serial).execute();
+    const r = await ta.authority.ocspResponses.presignSerials([a.serial, b.serial, '0fedcba987654321']);
+    expect(r).toMatchObject({ examined: 3, signed: 2, good: 1, revoked: 1, superseded: 0 });
+    expect((await stored(a.serial))?.status_key).toBe('good');
+    expect((await stored(b.serial))?.status_key).toMatch(/^r\d+:4$/);
+    expect(await stored('0fedcba987654321')).toBeUndefined();
+    expect((await ask(a.serial)).equals((await stored(a.serial))!.der)).toBe(true);
+    expect(said(await ask(b.serial)).status).toBe('revoked');
+  });
+
   it('refuses a bad batch size', async () => {
     await expect(ta.authority.ocspResponses.presign({ batchSize: 0 })).rejects.toThrow(/batch size/);
   });

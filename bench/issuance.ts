@@ -1,18 +1,26 @@
 // Issuance: certificates per second through the whole Authority.issue path (CSR check, profile,
 // sign, store), one request after the other, against raw RSA-2048 signatures per second on one
-// thread measured in the same rounds. Also with CONCURRENCY issuances in flight, against raw
-// signatures on the libuv thread pool at the same concurrency (what those issuances sign with).
+// thread measured just before and just after it. Also with CONCURRENCY issuances in flight, against
+// raw signatures on the libuv thread pool at the same concurrency (what those issuances sign with).
 
 import { createHash, createPublicKey, randomBytes, sign, verify, X509Certificate } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { CertificationRequest } from '@peculiar/asn1-csr';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { Authority } from '../src/authority/authority.ts';
+import { Authority, certificateParts, publicationPoints } from '../src/authority/authority.ts';
 import { checkSubjectKey, verifyCsr } from '../src/core/csr.ts';
 import { readChildren, readTlv } from '../src/core/der.ts';
-import type { CertificateKind } from '../src/core/profiles.ts';
-import { newSerial, serialHex } from '../src/core/serial.ts';
-import { insertCertificate } from '../src/store/certificates.ts';
 import {
+  type CertificateKind,
+  type EndEntityRequest,
+  endEntityProfile,
+  endEntityTemplate,
+  type IssuerInfo,
+} from '../src/core/profiles.ts';
+import { newSerial, serialHex } from '../src/core/serial.ts';
+import { insertCertificate, insertCertificates } from '../src/store/certificates.ts';
+import {
+  adminQuery,
   type BenchDatabase,
   createAuthority,
   createPostgresDatabase,
@@ -32,12 +40,12 @@ export interface IssuanceOptions {
   rounds: number;
   /** Length of one timed issuance loop. */
   seconds: number;
-  /** Length of one raw-signature loop. */
+  /** Length of one raw-signature loop (one before and one after each case). */
   rawSeconds: number;
   csrs: number;
 }
 
-export const ISSUANCE_DEFAULTS: IssuanceOptions = { rounds: 5, seconds: 2, rawSeconds: 1, csrs: 200 };
+export const ISSUANCE_DEFAULTS: IssuanceOptions = { rounds: 5, seconds: 1.5, rawSeconds: 0.5, csrs: 200 };
 export const ISSUANCE_TARGET_RATIO = 0.6;
 /** Issuances in flight in the concurrent cases, and raw signatures in flight in their reference. */
 export const CONCURRENCY = 8;
@@ -71,6 +79,8 @@ export interface IssuanceResult {
   cases: IssuanceCase[];
   /** Where the time of one issuance goes: microseconds per call of its parts, measured alone. */
   breakdown: { part: string; microseconds: number }[];
+  /** 1-minute load average at the start and the end (other work on a shared machine shows here). */
+  loadAverage: { start: number; end: number };
   postgresSkipped?: string;
 }
 
@@ -78,6 +88,7 @@ export async function benchIssuance(o: IssuanceOptions = ISSUANCE_DEFAULTS): Pro
   log(
     `issuance: ${o.rounds} rounds of ${o.seconds} s per case, raw RSA signatures ${o.rawSeconds} s per round`,
   );
+  const loadAtStart = round(loadavg()[0]!, 2);
   const ca = await createAuthority('jpki-bench-issue-');
   let pgDb: BenchDatabase | undefined;
   const authorities: { store: 'sqlite' | 'postgres'; authority: Authority }[] = [];
@@ -146,8 +157,10 @@ export async function benchIssuance(o: IssuanceOptions = ISSUANCE_DEFAULTS): Pro
     rawFor(300);
     await rawConcurrentFor(300);
     for (const { authority } of authorities) {
-      for (const kind of ['auth', 'sign'] as const) await issueFor(authority, kind, 300);
-      await issueFor(authority, 'auth', 300, CONCURRENCY);
+      for (const kind of ['auth', 'sign'] as const) {
+        await issueFor(authority, kind, 300);
+        await issueFor(authority, kind, 300, CONCURRENCY);
+      }
     }
 
     const blank = (store: 'sqlite' | 'postgres', kind: CertificateKind, concurrency: number) => ({
@@ -163,22 +176,35 @@ export async function benchIssuance(o: IssuanceOptions = ISSUANCE_DEFAULTS): Pro
     });
     const cases: IssuanceCase[] = [
       ...authorities.flatMap(({ store }) => (['auth', 'sign'] as const).map((kind) => blank(store, kind, 1))),
-      ...authorities.map(({ store }) => blank(store, 'auth', CONCURRENCY)),
+      ...authorities.flatMap(({ store }) =>
+        (['auth', 'sign'] as const).map((kind) => blank(store, kind, CONCURRENCY)),
+      ),
     ];
     const rawRates: number[] = [];
     const rawConcurrentRates: number[] = [];
+    // Each case is bracketed by its reference, measured just before and just after it: on a shared
+    // machine the load moves within seconds, and a reference taken a quarter of a minute earlier
+    // would compare the case with another machine.
+    const referenceFor = async (concurrency: number, rates: number[]) => {
+      const rate =
+        concurrency === 1 ? rawFor(o.rawSeconds * 1000) : await rawConcurrentFor(o.rawSeconds * 1000);
+      rates.push(rate);
+      return rate;
+    };
     for (let r = 0; r < o.rounds; r++) {
-      const raw = rawFor(o.rawSeconds * 1000);
-      const rawConcurrent = await rawConcurrentFor(o.rawSeconds * 1000);
-      rawRates.push(raw);
-      rawConcurrentRates.push(rawConcurrent);
-      const parts = [`raw ${round(raw)}/s`, `raw x${CONCURRENCY} on the pool ${round(rawConcurrent)}/s`];
+      const parts: string[] = [];
       for (const c of cases) {
         const { authority } = authorities.find((a) => a.store === c.store)!;
+        const rates = c.concurrency === 1 ? rawRates : rawConcurrentRates;
+        const before = await referenceFor(c.concurrency, rates);
         const rate = await issueFor(authority, c.kind, o.seconds * 1000, c.concurrency);
+        const after = await referenceFor(c.concurrency, rates);
+        const reference = (before + after) / 2;
         c.rates.push(rate);
-        c.ratios.push(rate / (c.concurrency === 1 ? raw : rawConcurrent));
-        parts.push(`${c.store}/${c.kind}${c.concurrency > 1 ? ` x${c.concurrency}` : ''} ${round(rate)}/s`);
+        c.ratios.push(rate / reference);
+        parts.push(
+          `${c.store}/${c.kind}${c.concurrency > 1 ? ` x${c.concurrency}` : ''} ${round(rate)}/s (raw ${round(reference)}/s: ${round(rate / reference, 2)})`,
+        );
       }
       log(`issuance round ${r + 1}/${o.rounds}: ${parts.join(', ')}`);
     }
@@ -190,7 +216,7 @@ export async function benchIssuance(o: IssuanceOptions = ISSUANCE_DEFAULTS): Pro
       c.rates = c.rates.map((x) => round(x, 1));
       c.ratios = c.ratios.map((x) => round(x, 3));
     }
-    const breakdown = await measureParts(authorities, csrs, ca.certPath('sign'), caKey, tbs);
+    const breakdown = await measureParts(authorities, csrs, ca.certPath('sign'), caKey, tbs, ca.dir);
     const result: IssuanceResult = {
       options: o,
       target: `issuance rate / raw RSA-2048 signature rate >= ${ISSUANCE_TARGET_RATIO}`,
@@ -206,6 +232,7 @@ export async function benchIssuance(o: IssuanceOptions = ISSUANCE_DEFAULTS): Pro
       },
       cases,
       breakdown,
+      loadAverage: { start: loadAtStart, end: round(loadavg()[0]!, 2) },
       ...(postgresSkipped ? { postgresSkipped } : {}),
     };
     const row = (c: IssuanceCase) => [
@@ -251,6 +278,9 @@ export async function benchIssuance(o: IssuanceOptions = ISSUANCE_DEFAULTS): Pro
         ...cases.filter((c) => c.concurrency > 1).map(row),
       ],
     );
+    log(
+      `issuance: 1-minute load average ${result.loadAverage.start} at the start, ${result.loadAverage.end} at the end`,
+    );
     printTable(
       'Issuance: parts of the path, each measured alone (median of 3 x 1,000 calls)',
       ['part', 'µs per call'],
@@ -271,15 +301,16 @@ async function measureParts(
   signCaPem: string,
   caKey: ReturnType<typeof decryptKey>,
   tbs: Buffer,
+  dataDir: string,
 ): Promise<{ part: string; microseconds: number }[]> {
   const n = 1000;
-  const time = async (f: (i: number) => unknown) => {
-    for (let i = 0; i < 200; i++) await f(i);
+  const time = async (f: (i: number) => unknown, calls = n) => {
+    for (let i = 0; i < Math.min(200, calls); i++) await f(i);
     const per: number[] = [];
     for (let b = 0; b < 3; b++) {
       const t0 = performance.now();
-      for (let i = 0; i < n; i++) await f(i);
-      per.push(((performance.now() - t0) * 1000) / n);
+      for (let i = 0; i < calls; i++) await f(i);
+      per.push(((performance.now() - t0) * 1000) / calls);
     }
     return round(median(per), 1);
   };
@@ -287,19 +318,19 @@ async function measureParts(
   const { spki } = verifyCsr(csrs[0]!);
   const der = randomBytes(1400);
   const spkiSha256 = createHash('sha256').update(spki).digest('hex');
-  const insert = (authority: Authority) => () =>
-    insertCertificate(authority.store.db, {
-      serial: serialHex(newSerial()),
-      ca: 'auth',
-      profile: 'auth',
-      subject: 'C=JP,CN=bench',
-      not_before: 0,
-      not_after: 1,
-      issued_at: 0,
-      der,
-      resident_ref: null,
-      spki_sha256: spkiSha256,
-    });
+  const row = () => ({
+    serial: serialHex(newSerial()),
+    ca: 'auth',
+    profile: 'auth',
+    subject: 'C=JP,CN=bench',
+    not_before: 0,
+    not_after: 1,
+    issued_at: 0,
+    der,
+    resident_ref: null,
+    spki_sha256: spkiSha256,
+  });
+  const insert = (authority: Authority) => () => insertCertificate(authority.store.db, row());
   const sqlite = authorities.find((a) => a.store === 'sqlite')!.authority;
   // The request's own signature, as verifyCsr checks it (proof of possession).
   const req = csrs[0]!;
@@ -307,6 +338,25 @@ async function measureParts(
   const reqTbs = req.subarray(info!.start, info!.end);
   const reqSig = req.subarray(sigBits!.contentStart + 1, sigBits!.end);
   const { publicKey } = verifyCsr(req);
+  // The profile as the authority applies it, with the issuing CA's prepared extensions.
+  const caParts = certificateParts(caDer);
+  const issuer: IssuerInfo = { name: caParts.subject, spki: caParts.spki };
+  const points = publicationPoints(sqlite.config.baseUrl, 'sign', sqlite.config.crl.partitions);
+  // Before: the constant extensions (one CRL distribution point) were built for every certificate.
+  const onePoint = publicationPoints(sqlite.config.baseUrl, 'sign');
+  const profiles = {
+    sign: endEntityProfile('sign', issuer, points),
+    auth: endEntityProfile('auth', issuer, points),
+  };
+  const request = (kind: CertificateKind): EndEntityRequest => ({
+    kind,
+    spki,
+    serial: newSerial(),
+    issuanceId: '20261125120000BENCH0123456789',
+    facts: kind === 'sign' ? FACTS : undefined,
+    notBefore: new Date(),
+    years: 3,
+  });
   const parts: { part: string; microseconds: number }[] = [
     {
       part: 'Authority.issue, kind auth, SQLite (the whole path)',
@@ -328,16 +378,38 @@ async function measureParts(
       part: '  of which checkSubjectKey (SPKI parts -> JWK import, DER check, key policy)',
       microseconds: await time(() => checkSubjectKey(spki)),
     },
+    {
+      part: 'endEntityTemplate, auth (constant extensions prepared once per CA)',
+      microseconds: await time(() => endEntityTemplate(request('auth'), profiles.auth)),
+    },
     { part: 'insertCertificate, SQLite', microseconds: await time(insert(sqlite)) },
   ];
-  // Whole path minus the top-level parts above (sign, verifyCsr, insert).
-  const [whole, signUs, verifyUs, , , insertUs] = parts.map((p) => p.microseconds);
-  parts.push({
-    part: 'rest: profile template, DER assembly, PEM, hashes, GC (whole - parts above)',
-    microseconds: round(whole! - signUs! - verifyUs! - insertUs!, 1),
-  });
+  // Whole path minus the top-level parts above (sign, verifyCsr, template, insert).
+  const [whole, signUs, verifyUs, , , templateUs, insertUs] = parts.map((p) => p.microseconds);
+  parts.push(
+    {
+      part: 'rest: DER assembly, PEM, serial, hashes, promises, GC (whole - parts above)',
+      microseconds: round(whole! - signUs! - verifyUs! - templateUs! - insertUs!, 1),
+    },
+    {
+      part: 'endEntityTemplate, sign (with the four basic facts)',
+      microseconds: await time(() => endEntityTemplate(request('sign'), profiles.sign)),
+    },
+  );
   // What the path used to pay, and no longer does (for comparison with earlier runs).
   parts.push(
+    {
+      part: 'before: endEntityTemplate, auth, rebuilding the constant extensions every time',
+      microseconds: await time(() =>
+        endEntityTemplate(request('auth'), endEntityProfile('auth', issuer, onePoint)),
+      ),
+    },
+    {
+      part: 'before: endEntityTemplate, sign, rebuilding the constant extensions every time',
+      microseconds: await time(() =>
+        endEntityTemplate(request('sign'), endEntityProfile('sign', issuer, onePoint)),
+      ),
+    },
     {
       part: "no longer on the path: createPublicKey({format: 'der', type: 'spki'})",
       microseconds: await time(() => createPublicKey({ key: spki, format: 'der', type: 'spki' })),
@@ -352,7 +424,49 @@ async function measureParts(
     },
   );
   const pgAuthority = authorities.find((a) => a.store === 'postgres')?.authority;
-  if (pgAuthority)
-    parts.push({ part: 'insertCertificate, PostgreSQL', microseconds: await time(insert(pgAuthority)) });
+  if (pgAuthority) {
+    parts.push(
+      {
+        part: 'Authority.issue, kind auth, PostgreSQL (the whole path)',
+        microseconds: await time((i) => pgAuthority.issue({ kind: 'auth', csr: csrs[i % csrs.length]! })),
+      },
+      {
+        part: 'insertCertificate, PostgreSQL (one statement, one commit: waits for the WAL flush)',
+        microseconds: await time(insert(pgAuthority)),
+      },
+      {
+        part: 'insertCertificates, 8 rows in one statement and commit, PostgreSQL, per certificate',
+        microseconds: round(
+          (await time(
+            () => insertCertificates(pgAuthority.store.db, Array.from({ length: 8 }, row)),
+            n / 8,
+          )) / 8,
+          1,
+        ),
+      },
+    );
+    // What the WAL flush costs: the same with commits that do not wait for it. Not durable, so
+    // not how the authority runs, and not counted toward the target.
+    const asyncDb = await createPostgresDatabase();
+    let asyncAuthority: Authority | undefined;
+    try {
+      await adminQuery(`alter database ${asyncDb.name} set synchronous_commit = off`);
+      asyncAuthority = await Authority.open(dataDir, { env: ENV, databaseUrl: asyncDb.url });
+      const a = asyncAuthority;
+      parts.push(
+        {
+          part: 'not counted: Authority.issue, kind auth, PostgreSQL with synchronous_commit = off',
+          microseconds: await time((i) => a.issue({ kind: 'auth', csr: csrs[i % csrs.length]! })),
+        },
+        {
+          part: 'not counted: insertCertificate, PostgreSQL with synchronous_commit = off',
+          microseconds: await time(insert(a)),
+        },
+      );
+    } finally {
+      await asyncAuthority?.close();
+      await asyncDb.drop().catch((e) => log(`could not drop ${asyncDb.name}: ${e}`));
+    }
+  }
   return parts;
 }

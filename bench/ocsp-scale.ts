@@ -10,8 +10,10 @@
 //   database jpki_bench_ocsp_<random> is created and dropped)
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import pg from 'pg';
@@ -25,6 +27,8 @@ import { createAuthority, ENV } from './util.ts';
 
 const ADMIN_URL = process.env.JPKI_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SAMPLE = 100_000;
+/** Responder processes (JPKI_BENCH_WORKERS, default 1). */
+const WORKERS = Number(process.env.JPKI_BENCH_WORKERS ?? 1);
 
 async function admin(statement: string) {
   const c = new pg.Client({ connectionString: ADMIN_URL });
@@ -38,31 +42,81 @@ async function admin(statement: string) {
 
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 
-async function server(dir: string, databaseUrl: string) {
+/**
+ * The responder: buildServer as `jpki serve` builds it (logger at info, to /dev/null here, as the
+ * bench ignores it), in `workers` processes sharing the listening socket (node:cluster, each with its
+ * own pool, cache and revocation feed, as separate responders behind a balancer would be).
+ */
+async function server(dir: string, databaseUrl: string, workers: number) {
+  if (workers > 1 && cluster.isPrimary) {
+    // Workers accept from the shared socket themselves (round-robin would pass every connection through the primary).
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    let listening = 0;
+    cluster.on('listening', (_w, address) => {
+      if (++listening === workers) process.stdout.write(`${JSON.stringify({ port: address.port })}\n`);
+    });
+    for (let i = 0; i < workers; i++) cluster.fork();
+    process.stdin.resume();
+    process.stdin.on('end', async () => {
+      const exits = Object.values(cluster.workers ?? {}).map((w) => new Promise((r) => w!.once('exit', r)));
+      for (const w of Object.values(cluster.workers ?? {})) w!.send('stop');
+      await Promise.all(exits);
+      process.exit(0);
+    });
+    return;
+  }
   const authority = await Authority.open(dir, { env: ENV, databaseUrl });
-  const app = await buildServer({ authority, operatorToken: randomBytes(24).toString('hex'), logger: false });
+  const app = await buildServer({
+    authority,
+    operatorToken: randomBytes(24).toString('hex'),
+    logger: { level: 'info', stream: createWriteStream('/dev/null') },
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
-  process.stdout.write(`${JSON.stringify({ port: (app.server.address() as { port: number }).port })}\n`);
-  process.stdin.resume();
-  process.stdin.on('end', async () => {
+  const stop = async () => {
     process.stderr.write(
-      `${JSON.stringify({ cached: authority.ocspResponses.cached, feed: authority.ocspResponses.stats })}\n`,
+      `${JSON.stringify({ pid: process.pid, cached: authority.ocspResponses.cached, feed: authority.ocspResponses.stats })}\n`,
     );
     await app.close();
     await authority.close();
     process.exit(0);
-  });
+  };
+  if (cluster.isWorker) {
+    process.on('message', (m) => m === 'stop' && void stop());
+    return;
+  }
+  process.stdout.write(`${JSON.stringify({ port: (app.server.address() as { port: number }).port })}\n`);
+  process.stdin.resume();
+  process.stdin.on('end', stop);
 }
 
-/** CPU time (user + system, ms) a process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms. */
+/** The responder's processes: the child and, with workers, its children. */
+function processTree(pid: number): number[] {
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {
+    // gone
+  }
+  return [pid, ...children.flatMap((c) => processTree(Number(c)))];
+}
+
+/** CPU time (user + system, ms) the processes have used: /proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms. */
 function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
+  let ms = 0;
+  for (const p of processTree(pid)) {
+    const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    ms += (Number(f[11]) + Number(f[12])) * 10;
+  }
+  return ms;
 }
 
 function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round(Number(m[1]) / 1024) : Number.NaN;
+  let kb = 0;
+  for (const p of processTree(pid)) {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+    kb += m ? Number(m[1]) : 0;
+  }
+  return Math.round(kb / 1024);
 }
 
 async function main(count: number, seconds: number) {
@@ -136,7 +190,18 @@ async function main(count: number, seconds: number) {
 
       child = spawn(
         process.execPath,
-        ['--import', 'tsx', new URL(import.meta.url).pathname, 'server', ca.dir, databaseUrl],
+        [
+          ...(process.env.JPKI_BENCH_CPU_PROF
+            ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.JPKI_BENCH_CPU_PROF}`]
+            : []),
+          '--import',
+          'tsx',
+          new URL(import.meta.url).pathname,
+          'server',
+          ca.dir,
+          databaseUrl,
+          String(WORKERS),
+        ],
         {
           stdio: ['pipe', 'pipe', 'pipe'],
         },
@@ -147,14 +212,19 @@ async function main(count: number, seconds: number) {
         port = (JSON.parse(line) as { port: number }).port;
         break;
       }
-      const headers = { 'x-api-key': apiKey };
-      const run = async (method: 'GET' | 'POST', secs: number) => {
+      const withKey = { 'x-api-key': apiKey };
+      const run = async (
+        method: 'GET' | 'POST',
+        secs: number,
+        amount?: number,
+        headers: Record<string, string> = withKey,
+      ) => {
         let i = 0;
         const cpu0 = cpuMs(child!.pid!);
         const r = await autocannon({
           url: `http://127.0.0.1:${port}`,
           connections: 10,
-          duration: secs,
+          ...(amount ? { amount } : { duration: secs }),
           requests: [
             {
               setupRequest: (req) => {
@@ -183,10 +253,13 @@ async function main(count: number, seconds: number) {
           errors: r.errors,
         };
       };
+      // Warm-up: every sampled serial once (fills the memory cache), then the measured runs.
       log('warm-up');
-      await run('GET', Math.max(3, Math.round(seconds / 2)));
-      const get = await run('GET', seconds);
+      const warmUp = await run('GET', 0, requests.length);
       const post = await run('POST', seconds);
+      const get = await run('GET', seconds);
+      // The same POSTs with no credential (revocationAccess public): what authentication and metering cost.
+      const postAnonymous = await run('POST', seconds, undefined, {});
       const rss = rssMb(child.pid!);
       result = {
         count,
@@ -199,8 +272,12 @@ async function main(count: number, seconds: number) {
         },
         storeBytes: { ocspResponses: Number(sizes.responses), certificates: Number(sizes.certificates) },
         sampledSerials: requests.length,
+        workers: WORKERS,
+        loadAverage: loadavg().map((x) => Math.round(x * 10) / 10),
+        warmUp,
         get,
         post,
+        postAnonymous,
         serverRssMb: rss,
       };
     } finally {
@@ -223,5 +300,6 @@ async function main(count: number, seconds: number) {
   }
 }
 
-if (process.argv[2] === 'server') await server(process.argv[3]!, process.argv[4]!);
+if (process.argv[2] === 'server')
+  await server(process.argv[3]!, process.argv[4]!, Number(process.argv[5] ?? 1));
 else await main(Number(process.argv[2] ?? 100_000), Number(process.argv[3] ?? 10));

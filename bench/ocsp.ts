@@ -292,18 +292,24 @@ function respinStatus(der: Buffer, dir: string, certPem: string, root: string, i
   return /Response verify OK/.test(out) && status ? status : `FAILED: ${out.trim().split('\n')[0]}`;
 }
 
+/**
+ * autocannon over `requests`, taken in turn by all connections together (one shared cursor): given
+ * as autocannon's `requests` list, every connection would walk it from its start, and the load would
+ * ask for the first few serials only.
+ */
 async function load(
   port: number,
   requests: autocannon.Request[],
   o: OcspOptions,
   seconds: number,
 ): Promise<OcspRun> {
+  let next = 0;
   const r = await autocannon({
     url: `http://127.0.0.1:${port}`,
     connections: o.connections,
     pipelining: o.pipelining,
     duration: seconds,
-    requests,
+    requests: [{ setupRequest: (req) => ({ ...req, ...requests[next++ % requests.length]! }) }],
   });
   return {
     rps: round(r['2xx'] / r.duration, 1),

@@ -30,6 +30,7 @@ import {
   type CaId,
   type CertificateKind,
   type CertificateTemplate,
+  type CrlIssuerId,
   type EndEntityProfile,
   endEntityProfile,
   endEntityTemplate,
@@ -39,6 +40,8 @@ import {
   type PublicationPoints,
   rootCaTemplate,
   timeStampingTemplate,
+  verifierCaTemplate,
+  verifierClientTemplate,
 } from '../core/profiles.ts';
 import { canonicalSerial, newSerial, serialHex } from '../core/serial.ts';
 import type { KeyAlgorithm, Signer } from '../core/signer.ts';
@@ -126,6 +129,53 @@ export interface IssueOptions {
   inTransaction?: (trx: Db, issued: IssuedCertificate) => Promise<void>;
 }
 
+export interface IssuedVerifierCertificate {
+  serial: string;
+  verifierId: number;
+  der: Buffer;
+  pem: string;
+  subject: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+interface VerifierCa {
+  signer: Signer;
+  certDer: Buffer;
+  info: IssuerInfo;
+  notAfter: Date;
+}
+
+/** Generates the verifier CA's key and certificate under the root; never over an existing key. */
+async function createVerifierCa(
+  keys: KeyStore,
+  config: AuthorityConfig,
+  rootSigner: Signer,
+  rootInfo: IssuerInfo,
+  notBefore: Date,
+  certPath: string,
+): Promise<void> {
+  if (await keys.has(keyLabel('verifier')))
+    throw new AuthorityError(
+      `the key store already holds a key labelled ${keyLabel('verifier')}; refusing to overwrite it`,
+    );
+  const u = urls(config.baseUrl);
+  const key = await keys.generate(keyLabel('verifier'), config.algorithm);
+  const der = await issueWith(
+    rootSigner,
+    verifierCaTemplate(
+      key.publicKeySpki,
+      rootInfo,
+      { crl: u.crl('root'), caIssuers: u.caCert('root'), cps: u.cps },
+      notBefore,
+      config.validity.caYears,
+    ),
+    rootInfo,
+    key.publicKeySpki,
+  );
+  writeCert(certPath, der);
+}
+
 export interface IssuedCertificate {
   serial: string;
   kind: CertificateKind;
@@ -137,7 +187,7 @@ export interface IssuedCertificate {
 }
 
 export interface CrlResult {
-  ca: CaId;
+  ca: CrlIssuerId;
   /** The partition, for a partition's CRL; absent for the CA's complete CRLs. */
   partition?: number;
   /** The CRL series: `sign`, or `sign-p17` for a partition (the file name without `.crl`). */
@@ -223,6 +273,7 @@ export class Authority {
     private readonly root: { signer: Signer; certDer: Buffer; info: IssuerInfo },
     private readonly issuing: Record<CertificateKind, IssuingCa>,
     private readonly tsa: { signer: Signer; certDer: Buffer } | undefined,
+    private readonly verifierCa: VerifierCa | undefined,
     private readonly now: () => Date,
     databaseUrl?: string,
   ) {
@@ -336,6 +387,7 @@ export class Authority {
         tsaKey.publicKeySpki,
       );
       writeCert(paths.cert('tsa'), tsaDer);
+      await createVerifierCa(keys, config, rootKey, rootInfo, notBefore, paths.cert('verifier'));
       writeFileSync(paths.operatorTokenFile, `${randomBytes(32).toString('base64url')}\n`, {
         mode: 0o600,
         flag: 'wx',
@@ -398,6 +450,16 @@ export class Authority {
           throw new ConfigError('the TSA certificate does not match its key');
         tsa = { signer: tsaSigner, certDer: tsaDer };
       }
+      // Likewise the verifier CA (`jpki ca add-verifier-ca` adds it).
+      let verifierCa: VerifierCa | undefined;
+      if (existsSync(paths.cert('verifier'))) {
+        const certDer = readCert('verifier');
+        const signer = await keys.open(keyLabel('verifier'));
+        const info = infoOf(certDer);
+        if (!info.spki.equals(signer.publicKeySpki))
+          throw new ConfigError('the verifier CA certificate does not match its key');
+        verifierCa = { signer, certDer, info, notAfter: certificateNotAfter(certDer) };
+      }
       const databaseUrl = opts.databaseUrl ?? env.DATABASE_URL;
       store = await openDatabase(databaseUrl ? { databaseUrl } : { sqlitePath: paths.sqlite });
       return new Authority(
@@ -408,6 +470,7 @@ export class Authority {
         root,
         issuing,
         tsa,
+        verifierCa,
         opts.now ?? (() => new Date()),
         databaseUrl,
       );
@@ -432,7 +495,129 @@ export class Authority {
       if (!this.tsa) throw new AuthorityError('this authority has no time-stamping authority');
       return this.tsa.certDer;
     }
+    if (id === 'verifier') {
+      if (!this.verifierCa)
+        throw new AuthorityError('this authority has no verifier CA; add one with "jpki ca add-verifier-ca"');
+      return this.verifierCa.certDer;
+    }
     return readCertFile(dataPaths(this.dataDir).cert(id));
+  }
+
+  /** Whether the authority has its verifier CA (authorities created before it have none). */
+  get hasVerifierCa(): boolean {
+    return this.verifierCa !== undefined;
+  }
+
+  /**
+   * Adds the verifier CA to an existing authority: a new key `jpki-verifier` and its certificate
+   * under the root. Touches no other key or certificate; refuses if the key or the certificate
+   * already exists.
+   */
+  static async addVerifierCa(
+    dataDir: string,
+    opts: { env?: NodeJS.ProcessEnv; now?: Date } = {},
+  ): Promise<void> {
+    const env = opts.env ?? process.env;
+    const config = readConfig(dataDir);
+    const paths = dataPaths(dataDir);
+    if (existsSync(paths.cert('verifier')))
+      throw new AuthorityError(`${paths.cert('verifier')} exists: this authority already has a verifier CA`);
+    const keys = await openKeyStore(dataDir, config.keyStore, env);
+    try {
+      const rootSigner = await keys.open(keyLabel('root'));
+      const rootDer = decodePem(readFileSync(paths.cert('root'), 'utf8'), ['CERTIFICATE']);
+      const rootInfo = infoOf(rootDer);
+      if (!rootInfo.spki.equals(rootSigner.publicKeySpki))
+        throw new ConfigError('the root CA certificate does not match its key');
+      await createVerifierCa(
+        keys,
+        config,
+        rootSigner,
+        rootInfo,
+        truncateToSecond(opts.now ?? new Date()),
+        paths.cert('verifier'),
+      );
+    } finally {
+      await keys.close();
+    }
+  }
+
+  /**
+   * Issues an authorised verifier's TLS client certificate from a PKCS#10 request (only its key is
+   * taken; the subject names the verifier by id), stored with ca = 'verifier' so that revocation and
+   * the verifier CA's CRL work as for any certificate. `inTransaction` runs in the transaction that
+   * stores it (the registry registers it to the verifier there); if it throws, nothing is stored.
+   */
+  async issueVerifierCertificate(
+    csr: string | Uint8Array,
+    verifierId: number,
+    opts: { inTransaction?: (trx: Db, issued: IssuedVerifierCertificate) => Promise<void> } = {},
+  ): Promise<IssuedVerifierCertificate> {
+    const ca = this.verifierCa;
+    if (!ca)
+      throw new AuthorityError('this authority has no verifier CA; add one with "jpki ca add-verifier-ca"');
+    const { spki } = verifyCsr(csr);
+    const u = urls(this.config.baseUrl);
+    for (let attempt = 0; ; attempt++) {
+      const now = truncateToSecond(this.now());
+      const serial = newSerial();
+      const template = verifierClientTemplate(
+        verifierId,
+        spki,
+        ca.info,
+        { crl: u.crl('verifier'), caIssuers: u.caCert('verifier') },
+        now,
+        this.config.validity.verifierYears,
+      );
+      if (template.validity.notAfter > ca.notAfter)
+        throw new AuthorityError(
+          'the verifier CA certificate expires before the certificate would; renew the CA',
+        );
+      const der = await signCertificate(ca.signer, {
+        serial,
+        issuer: ca.info.name,
+        subject: template.subject,
+        notBefore: template.validity.notBefore,
+        notAfter: template.validity.notAfter,
+        spki,
+        extensions: template.extensions,
+      });
+      const hex = serialHex(serial);
+      const issued: IssuedVerifierCertificate = {
+        serial: hex,
+        verifierId,
+        der,
+        pem: encodePem('CERTIFICATE', der),
+        subject: template.subjectDisplay,
+        notBefore: template.validity.notBefore,
+        notAfter: template.validity.notAfter,
+      };
+      try {
+        await this.store.db.transaction().execute(async (trx) => {
+          await insertCertificate(
+            trx,
+            {
+              serial: hex,
+              ca: 'verifier',
+              profile: 'verifier',
+              subject: template.subjectDisplay,
+              not_before: template.validity.notBefore.getTime(),
+              not_after: template.validity.notAfter.getTime(),
+              issued_at: now.getTime(),
+              der,
+              resident_ref: null,
+              spki_sha256: createHash('sha256').update(spki).digest('hex'),
+            },
+            { savepoint: false },
+          );
+          await opts.inTransaction?.(trx, issued);
+        });
+      } catch (e) {
+        if (e instanceof DuplicateSerialError && attempt < 3) continue;
+        throw e;
+      }
+      return issued;
+    }
   }
 
   /**
@@ -588,24 +773,26 @@ export class Authority {
    * partition's URL (the one in its certificates' cRLDistributionPoints) and onlyContainsUserCerts.
    * Each scope has its own CRL numbering, shared by its full and delta CRLs (RFC 5280 5.2.3).
    */
-  async generateCrl(ca: CaId, opts: { delta?: boolean; partition?: number } = {}): Promise<CrlResult> {
-    const signer = ca === 'root' ? this.root.signer : this.issuing[ca].signer;
-    const info = ca === 'root' ? this.root.info : this.issuing[ca].info;
+  async generateCrl(ca: CrlIssuerId, opts: { delta?: boolean; partition?: number } = {}): Promise<CrlResult> {
+    const issuer = ca === 'root' ? this.root : ca === 'verifier' ? this.verifierCa : this.issuing[ca];
+    if (!issuer)
+      throw new AuthorityError('this authority has no verifier CA; add one with "jpki ca add-verifier-ca"');
+    const { signer, info } = issuer;
     const u = urls(this.config.baseUrl);
     const partition = opts.partition;
     if (partition !== undefined) this.checkCrlPartition(ca, partition);
-    const scope = crlScopeId(ca, partition);
+    const scope = partition === undefined ? ca : crlScopeId(ca, partition);
     const serialRange =
       partition === undefined ? undefined : partitionSerialRange(partition, this.config.crl.partitions);
     const idp =
       partition === undefined
         ? undefined
         : issuingDistributionPoint({
-            uri: u.partitionCrl(ca, partition),
+            uri: u.partitionCrl(ca as CertificateKind, partition),
             onlyContainsUserCerts: true,
           });
     const freshestCrlUrl =
-      opts.delta || ca === 'root'
+      opts.delta || ca === 'root' || ca === 'verifier'
         ? undefined
         : partition === undefined
           ? u.deltaCrl(ca)
@@ -702,8 +889,8 @@ export class Authority {
     return crlPartitionOf(canonicalSerial(serial), this.config.crl.partitions);
   }
 
-  private checkCrlPartition(ca: CaId, partition: number): void {
-    if (ca === 'root') throw new AuthorityError('the root CA has no CRL partitions');
+  private checkCrlPartition(ca: CrlIssuerId, partition: number): asserts ca is CertificateKind {
+    if (ca === 'root' || ca === 'verifier') throw new AuthorityError(`the ${ca} CA has no CRL partitions`);
     if (this.config.crl.partitions === 1)
       throw new AuthorityError(`this authority does not partition its CRLs (crl.partitions is 1)`);
     try {
@@ -719,10 +906,11 @@ export class Authority {
    * that covers certificates issued before partitioning was switched on, the one tools that mirror
    * everything fetch, and what POST /verify checks with.
    */
-  crlScopes(): { ca: CaId; partition?: number; scope: string; delta: boolean }[] {
-    const out: { ca: CaId; partition?: number; scope: string; delta: boolean }[] = [
+  crlScopes(): { ca: CrlIssuerId; partition?: number; scope: string; delta: boolean }[] {
+    const out: { ca: CrlIssuerId; partition?: number; scope: string; delta: boolean }[] = [
       { ca: 'root', scope: 'root', delta: false },
     ];
+    if (this.verifierCa) out.push({ ca: 'verifier', scope: 'verifier', delta: false });
     for (const ca of ['sign', 'auth'] as const) {
       out.push({ ca, scope: ca, delta: true });
       if (this.config.crl.partitions > 1)
@@ -811,13 +999,13 @@ export class Authority {
   }
 
   /** The latest CRL of a kind (of a partition, if given), without its DER. */
-  async currentCrlInfo(ca: CaId, kind: 'full' | 'delta', partition?: number) {
-    return latestCrl(this.store.db, crlScopeId(ca, partition), kind);
+  async currentCrlInfo(ca: CrlIssuerId, kind: 'full' | 'delta', partition?: number) {
+    return latestCrl(this.store.db, partition === undefined ? ca : crlScopeId(ca as CaId, partition), kind);
   }
 
   /** The latest CRL of a kind (of a partition, if given), with its DER, or undefined if none has been built. */
-  async currentCrl(ca: CaId, kind: 'full' | 'delta', partition?: number) {
-    const scope = crlScopeId(ca, partition);
+  async currentCrl(ca: CrlIssuerId, kind: 'full' | 'delta', partition?: number) {
+    const scope = partition === undefined ? ca : crlScopeId(ca as CaId, partition);
     const row = await latestCrl(this.store.db, scope, kind);
     if (!row) return undefined;
     const der = await crlDer(this.store.db, scope, row.number);

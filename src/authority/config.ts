@@ -20,6 +20,8 @@ export interface AuthorityConfig {
     tsaYears: number;
     signYears: number;
     authYears: number;
+    /** Verifiers' TLS client certificates (the verifier CA itself lives caYears). */
+    verifierYears: number;
   };
   /** The time-stamping authority (RFC 3161). */
   tsa: { policy: string; accuracySeconds: number };
@@ -50,7 +52,15 @@ export interface AuthorityConfig {
 export const DEFAULTS: Omit<AuthorityConfig, 'algorithm' | 'baseUrl' | 'keyStore' | 'createdAt'> = {
   version: 1,
   // The seed's 3 years for residents' certificates; CA lifetimes must outlast what they issue.
-  validity: { rootYears: 20, caYears: 10, ocspYears: 2, tsaYears: 10, signYears: 3, authYears: 3 },
+  validity: {
+    rootYears: 20,
+    caYears: 10,
+    ocspYears: 2,
+    tsaYears: 10,
+    signYears: 3,
+    authYears: 3,
+    verifierYears: 2,
+  },
   // A UUID-based OID (X.667, arc 2.25) minted for open-jpki's TSA policy: no registry needed.
   tsa: { policy: '2.25.185547443043787647213311059467548373179', accuracySeconds: 1 },
   // 64 partitions: at 260 M certificates (130 M per CA) with ~5% revoked and unexpired, a
@@ -75,8 +85,11 @@ export function dataPaths(dir: string) {
   };
 }
 
-/** The certificates an authority holds: three CAs, two delegated OCSP signers and the time-stamping authority. */
-export type CaCertificateId = CaId | 'sign-ocsp' | 'auth-ocsp' | 'tsa';
+/**
+ * The certificates an authority holds: three CAs, two delegated OCSP signers, the time-stamping
+ * authority and the verifier CA (the last two optional: older authorities have none).
+ */
+export type CaCertificateId = CaId | 'sign-ocsp' | 'auth-ocsp' | 'tsa' | 'verifier';
 export const CA_CERTIFICATE_IDS: readonly CaCertificateId[] = [
   'root',
   'sign',
@@ -84,6 +97,7 @@ export const CA_CERTIFICATE_IDS: readonly CaCertificateId[] = [
   'sign-ocsp',
   'auth-ocsp',
   'tsa',
+  'verifier',
 ];
 
 /** Key labels, the same in a software key store and on a PKCS#11 token. */
@@ -127,12 +141,12 @@ export function urls(baseUrl: string) {
   const b = baseUrl.replace(/\/+$/, '');
   return {
     ocsp: `${b}/ocsp`,
-    crl: (ca: CaId) => `${b}/crl/${ca}.crl`,
+    crl: (ca: CaId | 'verifier') => `${b}/crl/${ca}.crl`,
     deltaCrl: (ca: CaId) => `${b}/crl/${ca}-delta.crl`,
     /** A partition's CRLs: `…/crl/sign-p17.crl` and `…/crl/sign-p17-delta.crl`. */
     partitionCrl: (ca: CaId, p: number) => `${b}/crl/${crlScopeId(ca, p)}.crl`,
     partitionDeltaCrl: (ca: CaId, p: number) => `${b}/crl/${crlScopeId(ca, p)}-delta.crl`,
-    caCert: (ca: CaId) => `${b}/ca/${ca}.der`,
+    caCert: (ca: CaId | 'verifier') => `${b}/ca/${ca}.der`,
     cps: `${b}/cps`,
   };
 }

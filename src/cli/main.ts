@@ -2,10 +2,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { Authority } from '../authority/authority.ts';
-import { CA_CERTIFICATE_IDS, type CaCertificateId, dataPaths } from '../authority/config.ts';
+import { CA_CERTIFICATE_IDS, type CaCertificateId, dataPaths, keyLabel } from '../authority/config.ts';
 import { revocationReasons } from '../authority/reasons.ts';
 import { parseSex } from '../core/basic-facts.ts';
-import type { CaId } from '../core/profiles.ts';
+import type { CrlIssuerId } from '../core/profiles.ts';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '../core/signer.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerCardCommands } from './card.ts';
@@ -105,6 +105,19 @@ ca.command('show')
     process.stdout.write(pem);
   });
 
+ca.command('add-verifier-ca')
+  .description(
+    "add the verifier CA (authorised verifiers' TLS client certificates) to an authority created without one",
+  )
+  .addOption(dataOption())
+  .action(async (o: { data: string }) => {
+    const dir = resolve(o.data);
+    await Authority.addVerifierCa(dir);
+    process.stdout.write(
+      `verifier CA added: ${dataPaths(dir).cert('verifier')} (key ${keyLabel('verifier')}); no other key or certificate was touched\n`,
+    );
+  });
+
 program
   .command('issue')
   .description('issue a certificate from a PKCS#10 request and print it as PEM')
@@ -182,14 +195,16 @@ program
   .command('crl')
   .description('build, sign and store a new CRL, and write it as DER')
   .addOption(dataOption())
-  .addOption(new Option('--ca <id>', 'issuing CA').choices(['sign', 'auth', 'root']).makeOptionMandatory())
+  .addOption(
+    new Option('--ca <id>', 'issuing CA').choices(['sign', 'auth', 'root', 'verifier']).makeOptionMandatory(),
+  )
   .option('--delta', 'a delta CRL against the latest full CRL')
   .option(
     '--partition <n>',
     "the CRL of one partition of the CA's certificates (sign, auth), 0 to partitions - 1",
   )
   .requiredOption('--out <file>', 'where to write the DER CRL')
-  .action(async (o: { data: string; ca: CaId; delta?: boolean; partition?: string; out: string }) => {
+  .action(async (o: { data: string; ca: CrlIssuerId; delta?: boolean; partition?: string; out: string }) => {
     if (o.partition !== undefined && !/^\d{1,4}$/.test(o.partition))
       throw new Error(`--partition: not a partition number: ${o.partition}`);
     const partition = o.partition === undefined ? undefined : Number(o.partition);
@@ -213,21 +228,46 @@ program
   .addOption(new Option('--port <port>', 'TCP port').env('PORT').default('8080'))
   .addOption(new Option('--host <host>', 'address to bind').env('HOST').default('127.0.0.1'))
   .option('--init', 'create the authority first if the data directory has none')
+  .option(
+    '--tls-cert <file>',
+    'serve HTTPS with this PEM certificate (chain); verifiers may then use client certificates',
+  )
+  .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+  .option(
+    '--client-ca <file>',
+    "PEM CA of verifiers' client certificates (default: the authority's verifier CA)",
+  )
   .addOption(
     new Option('--role <role>', 'all: the whole authority; ocsp: an OCSP responder only (docs/ocsp.md)')
       .choices(['all', 'ocsp'])
       .default('all'),
   )
-  .action(async (o: { data: string; port: string; host: string; init?: boolean; role: 'all' | 'ocsp' }) => {
-    const { serve } = await import('../http/serve.ts');
-    await serve({
-      dataDir: resolve(o.data),
-      port: Number(o.port),
-      host: o.host,
-      init: !!o.init,
-      role: o.role,
-    });
-  });
+  .action(
+    async (o: {
+      data: string;
+      port: string;
+      host: string;
+      init?: boolean;
+      role: 'all' | 'ocsp';
+      tlsCert?: string;
+      tlsKey?: string;
+      clientCa?: string;
+    }) => {
+      if (!o.tlsCert !== !o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
+      if (o.clientCa && !o.tlsCert) throw new Error('--client-ca needs --tls-cert and --tls-key');
+      const { serve } = await import('../http/serve.ts');
+      await serve({
+        dataDir: resolve(o.data),
+        port: Number(o.port),
+        host: o.host,
+        init: !!o.init,
+        role: o.role,
+        ...(o.tlsCert && o.tlsKey
+          ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, clientCaFile: o.clientCa } }
+          : {}),
+      });
+    },
+  );
 
 program
   .command('ocsp')

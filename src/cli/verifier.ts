@@ -4,8 +4,12 @@
 // authority's database as whoever runs them (audited as 'cli:<os user>', like `jpki staff`). `key`
 // prints the API key once: it is not stored and cannot be shown again.
 
+import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
+import { Authority } from '../authority/authority.ts';
 import { jstDayStart } from '../verifiers/calendar.ts';
+import { issueVerifierCertificate } from '../verifiers/certificates.ts';
 import {
   VERIFIER_CATEGORIES,
   VERIFIER_KINDS,
@@ -120,6 +124,43 @@ export function registerVerifierCommands(program: Command): void {
         r.changeKinds(verifierId(o.verifier), kindsOf(o.kinds), cliActor()),
       );
       process.stdout.write(`${describe(v)}\n`);
+    });
+
+  verifier
+    .command('cert')
+    .description(
+      "issue a TLS client certificate for a verifier from its PKCS#10 request (the authority's verifier CA) and register it",
+    )
+    .addOption(dataOption())
+    .requiredOption('--verifier <id>', 'verifier id')
+    .requiredOption('--csr <file>', 'PKCS#10 request, PEM or DER')
+    .option('--out <file>', 'write the PEM here instead of stdout')
+    .action(async (o: { data: string; verifier: string; csr: string; out?: string }) => {
+      const id = verifierId(o.verifier);
+      let csr: Buffer;
+      try {
+        csr = readFileSync(o.csr);
+      } catch (e) {
+        throw new Error(`cannot read ${o.csr}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      const authority = await Authority.open(resolve(o.data));
+      try {
+        const registry = new VerifierRegistry(authority.store.db, { credentialCacheMs: 0 });
+        const { issued, registered } = await issueVerifierCertificate(
+          authority,
+          registry,
+          id,
+          csr.subarray(0, 64).toString('latin1').includes('-----BEGIN') ? csr.toString('utf8') : csr,
+          cliActor(),
+        );
+        if (o.out) writeFileSync(o.out, issued.pem);
+        else process.stdout.write(issued.pem);
+        process.stderr.write(
+          `issued verifier certificate serial ${issued.serial} (${issued.subject}) until ${issued.notAfter.toISOString()}, registered to verifier ${id} as ${registered.fingerprintSha256}\n`,
+        );
+      } finally {
+        await authority.close();
+      }
     });
 
   for (const [name, what] of [

@@ -25,11 +25,18 @@ import { keyIdentifier } from './spki.ts';
 
 /** The authority's certificate authorities. */
 export type CaId = 'root' | 'sign' | 'auth';
+/**
+ * The CA of authorised verifiers' TLS client certificates (docs/verifiers.md): under the root, apart
+ * from the residents' CAs, and optional (authorities created before it have none).
+ */
+export type VerifierCaId = 'verifier';
+/** Every CA that signs CRLs. */
+export type CrlIssuerId = CaId | VerifierCaId;
 /** End-entity certificate kinds: signature (署名用) and user authentication (利用者証明用). */
 export type CertificateKind = 'sign' | 'auth';
 export const CERTIFICATE_KINDS: readonly CertificateKind[] = ['sign', 'auth'];
 
-export const CA_NAMES: Record<CaId, readonly NameAttribute[]> = {
+export const CA_NAMES: Record<CrlIssuerId, readonly NameAttribute[]> = {
   root: [
     ['C', 'JP'],
     ['O', 'JPKI'],
@@ -44,6 +51,11 @@ export const CA_NAMES: Record<CaId, readonly NameAttribute[]> = {
     ['C', 'JP'],
     ['O', 'JPKI'],
     ['OU', 'JPKI for user authentication'],
+  ],
+  verifier: [
+    ['C', 'JP'],
+    ['O', 'JPKI'],
+    ['OU', 'JPKI Verifier CA'],
   ],
 };
 
@@ -135,6 +147,68 @@ export function issuingCaTemplate(
       subjectKeyIdentifier(keyIdentifier(spki)),
       authorityKeyIdentifier(keyIdentifier(issuer.spki)),
       certificatePolicies([{ oid: POLICY[ca], cps: points.cps }]),
+      ...publication(points),
+    ],
+    validity: { notBefore, notAfter: addYears(notBefore, years) },
+  };
+}
+
+/**
+ * The verifier CA under the root: like the residents' issuing CAs (pathLen 0, keyCertSign + cRLSign,
+ * the root's CRL DP and AIA) but without their certificate policy: it certifies organisations' TLS
+ * clients, not residents.
+ */
+export function verifierCaTemplate(
+  spki: Buffer,
+  issuer: IssuerInfo,
+  points: PublicationPoints,
+  notBefore: Date,
+  years: number,
+): CertificateTemplate {
+  return {
+    subject: encodeName(CA_NAMES.verifier),
+    subjectDisplay: nameDisplay(CA_NAMES.verifier),
+    extensions: [
+      basicConstraints(true, 0),
+      keyUsage(['keyCertSign', 'cRLSign']),
+      subjectKeyIdentifier(keyIdentifier(spki)),
+      authorityKeyIdentifier(keyIdentifier(issuer.spki)),
+      ...publication(points),
+    ],
+    validity: { notBefore, notAfter: addYears(notBefore, years) },
+  };
+}
+
+/**
+ * An authorised verifier's TLS client certificate: `C=JP, O=JPKI, OU=Authorised Verifier,
+ * CN=verifier-<id>` (the registry's id, no personal data: the organisation's name stays in the
+ * registry), keyUsage digitalSignature, extKeyUsage clientAuth, the verifier CA's CRL DP and AIA
+ * caIssuers. Takes the SPKI of a PKCS#10 request and nothing else from it.
+ */
+export function verifierClientTemplate(
+  verifierId: number,
+  spki: Buffer,
+  issuer: IssuerInfo,
+  points: PublicationPoints,
+  notBefore: Date,
+  years: number,
+): CertificateTemplate {
+  if (!Number.isSafeInteger(verifierId) || verifierId < 1)
+    throw new ProfileError(`not a verifier id: ${String(verifierId)}`);
+  const attrs: NameAttribute[] = [
+    ['C', 'JP'],
+    ['O', 'JPKI'],
+    ['OU', 'Authorised Verifier'],
+    ['CN', `verifier-${verifierId}`],
+  ];
+  return {
+    subject: encodeName(attrs),
+    subjectDisplay: nameDisplay(attrs),
+    extensions: [
+      keyUsage(['digitalSignature']),
+      extendedKeyUsage([OID.clientAuth]),
+      subjectKeyIdentifier(keyIdentifier(spki)),
+      authorityKeyIdentifier(keyIdentifier(issuer.spki)),
       ...publication(points),
     ],
     validity: { notBefore, notAfter: addYears(notBefore, years) },

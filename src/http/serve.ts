@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Authority } from '../authority/authority.ts';
 import { dataPaths } from '../authority/config.ts';
+import { encodePem } from '../core/pem.ts';
 import { OutboxProcessor } from '../register/outbox.ts';
 import { jstDay } from '../verifiers/calendar.ts';
 import { buildServer } from './server.ts';
@@ -16,6 +17,37 @@ export interface ServeOptions {
    * schedule, no outbox, no batch signing of OCSP responses.
    */
   role?: 'all' | 'ocsp';
+  /**
+   * Serve HTTPS with this certificate (chain) and key, PEM files. Client certificates are requested
+   * and checked against `clientCa` (default: the authority's verifier CA), but the handshake does not
+   * reject a missing or unknown one: the verifier access plugin answers 401 with a reason instead.
+   */
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string };
+}
+
+/** node:https options for `jpki serve --tls-cert … --tls-key … [--client-ca …]`. */
+export function tlsOptions(authority: Authority, tls: NonNullable<ServeOptions['tls']>) {
+  const read = (file: string, what: string) => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new Error(
+        `cannot read the ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
+    }
+  };
+  const ca = tls.clientCaFile
+    ? read(tls.clientCaFile, 'client CA')
+    : authority.hasVerifierCa
+      ? encodePem('CERTIFICATE', authority.certificate('verifier'))
+      : undefined;
+  return {
+    cert: read(tls.certFile, 'TLS certificate'),
+    key: read(tls.keyFile, 'TLS key'),
+    ...(ca ? { ca } : {}),
+    requestCert: true,
+    rejectUnauthorized: false,
+  };
 }
 
 /** How often `jpki serve` looks for OCSP responses to sign ahead (missing, or within the refresh margin). */
@@ -60,6 +92,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   const app = await buildServer({
     authority,
     operatorToken,
+    ...(o.tls ? { https: tlsOptions(authority, o.tls) } : {}),
     logger: { level: process.env.LOG_LEVEL ?? 'info' },
   });
   // Register events revoke certificates through the outbox: process it while serving.
@@ -70,7 +103,7 @@ export async function serve(o: ServeOptions): Promise<void> {
   // OCSP responses signed ahead, in the background: a large store takes hours the first time.
   const presign = responderOnly ? undefined : schedulePresign(authority, app.log);
   await app.listen({ port: o.port, host: o.host });
-  const base = `http://${hostForUrl(o.host)}:${o.port}`;
+  const base = `${o.tls ? 'https' : 'http'}://${hostForUrl(o.host)}:${o.port}`;
   const today = jstDay(Date.now());
   const inAYear = `${Number(today.slice(0, 4)) + 1}${today.slice(4)}`;
   process.stdout.write(

@@ -9,7 +9,7 @@ import { ReasonError, type RevocationReason, reasonName, revocationReasons } fro
 import { BasicFactsError, parseSex } from '../core/basic-facts.ts';
 import { CsrError } from '../core/csr.ts';
 import { encodePem } from '../core/pem.ts';
-import { type CaId, ProfileError } from '../core/profiles.ts';
+import { type CaId, type CrlIssuerId, ProfileError } from '../core/profiles.ts';
 import { SerialFormatError } from '../core/serial.ts';
 import { crlDer, UnknownCertificateError } from '../store/certificates.ts';
 import { RevocationSource } from '../verifier/revocation-source.ts';
@@ -46,17 +46,19 @@ for (const id of CA_CERTIFICATE_IDS) {
   CA_FILES[`${id}.pem`] = { id, pem: true };
 }
 
-const CRL_FILES: Record<string, { ca: CaId; kind: 'full' | 'delta' }> = {};
+const CRL_FILES: Record<string, { ca: CrlIssuerId; kind: 'full' | 'delta' }> = {};
 for (const ca of ['root', 'sign', 'auth'] as const) {
   CRL_FILES[`${ca}.crl`] = { ca, kind: 'full' };
   CRL_FILES[`${ca}-delta.crl`] = { ca, kind: 'delta' };
 }
+// The verifier CA's CRL (verifiers' client certificates): full CRLs only, like the root's.
+CRL_FILES['verifier.crl'] = { ca: 'verifier', kind: 'full' };
 
 /** A CRL file name: a CA's complete CRLs (`sign.crl`) or a partition's (`sign-p17-delta.crl`). */
 function crlFile(
   file: string,
   partitions: number,
-): { ca: CaId; kind: 'full' | 'delta'; partition?: number } | undefined {
+): { ca: CrlIssuerId; kind: 'full' | 'delta'; partition?: number } | undefined {
   const whole = CRL_FILES[file];
   if (whole) return whole;
   const m = /^(sign|auth)-p(0|[1-9][0-9]{0,3})(-delta)?\.crl$/.exec(file);
@@ -243,7 +245,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     },
     async (req, reply) => {
       const f = CA_FILES[req.params.file];
-      if (!f)
+      if (!f || (f.id === 'verifier' && !authority.hasVerifierCa))
         return reply.code(404).send({ error: 'NotFound', message: `no CA certificate ${req.params.file}` });
       const der = authority.certificate(f.id);
       reply.header('cache-control', 'public, max-age=86400');
@@ -700,7 +702,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     },
   );
 
-  app.post<{ Params: { ca: CaId }; Body: { delta?: boolean; partition?: number } }>(
+  app.post<{ Params: { ca: CrlIssuerId }; Body: { delta?: boolean; partition?: number } }>(
     '/api/v1/crls/:ca',
     {
       onRequest: operator,
@@ -711,7 +713,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         security,
         params: {
           type: 'object',
-          properties: { ca: { type: 'string', enum: ['root', 'sign', 'auth'] } },
+          properties: { ca: { type: 'string', enum: ['root', 'sign', 'auth', 'verifier'] } },
           required: ['ca'],
         },
         body: {

@@ -148,7 +148,12 @@ async function plugin(app: FastifyInstance, opts: VerifierAccessOptions): Promis
   const registry = new VerifierRegistry(db, {
     now,
     credentialCacheMs: settings.credentialCacheMs,
-    clientCa: settings.clientCa ? { path: settings.clientCa } : undefined,
+    // verifiers.json names another CA, or else the authority's own verifier CA trusts the client certificates.
+    clientCa: settings.clientCa
+      ? { path: settings.clientCa }
+      : authority.hasVerifierCa
+        ? authority.certificate('verifier')
+        : undefined,
   });
   const meter = new UsageMeter(db, {
     flushIntervalMs: settings.metering.flushIntervalMs,

@@ -10,10 +10,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Authority } from '../authority/authority.ts';
+import { CsrError } from '../core/csr.ts';
+import { ProfileError } from '../core/profiles.ts';
 import { ForbiddenError } from '../staff/roles.ts';
 import { SessionError, StaffService } from '../staff/service.ts';
 import { overviewCsv, type Statement, statementCsv, UsageAccessError } from '../verifiers/billing.ts';
 import { jstMonth } from '../verifiers/calendar.ts';
+import { issueVerifierCertificate, revokeVerifierCertificate } from '../verifiers/certificates.ts';
 import { CertificateCredentialError } from '../verifiers/credentials.ts';
 import {
   type ApiKeyInfo,
@@ -264,7 +267,14 @@ export function verifierStatus(e: Error & { statusCode?: number; validation?: un
   if (e instanceof SessionError) return 401;
   if (e instanceof ForbiddenError || e instanceof UsageAccessError) return 403;
   if (e instanceof UnknownVerifierError || e instanceof UnknownCredentialError) return 404;
-  if (e instanceof VerifierInputError || e instanceof CertificateCredentialError || e.validation) return 400;
+  if (
+    e instanceof VerifierInputError ||
+    e instanceof CertificateCredentialError ||
+    e instanceof CsrError ||
+    e instanceof ProfileError ||
+    e.validation
+  )
+    return 400;
   if (e instanceof VerifierStateError || e instanceof VerifierExistsError) return 409;
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return e.statusCode;
   return 500;
@@ -580,7 +590,7 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
     async (req) => registry.revokeApiKey(req.params.id, req.params.keyId, actorOf(req)),
   );
 
-  app.post<{ Params: { id: number }; Body: { certificate: string } }>(
+  app.post<{ Params: { id: number }; Body: { certificate?: string; csr?: string } }>(
     '/api/v1/verifiers/:id/certificates',
     {
       ...byOperator,
@@ -588,25 +598,46 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
         tags,
         security,
         description:
-          'Registers a client certificate (PEM) for mTLS. It must be issued by the verifier CA (clientCa), be no CA, allow clientAuth and be valid.',
+          "A client certificate for mTLS: `certificate` (PEM) registers one issued by the verifier CA (clientCa; no CA, clientAuth, valid); `csr` (PKCS#10 PEM) has the authority's verifier CA issue one and registers it in the same transaction, and the answer carries it as `pem`.",
         params: idParams,
         body: {
           type: 'object',
           additionalProperties: false,
-          required: ['certificate'],
-          properties: { certificate: { type: 'string', maxLength: 16384 } },
+          minProperties: 1,
+          maxProperties: 1,
+          properties: {
+            certificate: { type: 'string', maxLength: 16384 },
+            csr: { type: 'string', maxLength: 16384 },
+          },
         },
-        response: { 201: certificateSchema, ...errors },
+        response: {
+          201: {
+            ...certificateSchema,
+            properties: { ...certificateSchema.properties, pem: { type: 'string' } },
+          },
+          ...errors,
+        },
       },
     },
-    async (req, reply) =>
-      reply
+    async (req, reply) => {
+      if (req.body.csr !== undefined) {
+        const { issued, registered } = await issueVerifierCertificate(
+          opts.authority,
+          registry,
+          req.params.id,
+          req.body.csr,
+          actorOf(req),
+        );
+        return reply.code(201).send({ ...certificateJson(registered), pem: issued.pem });
+      }
+      return reply
         .code(201)
         .send(
           certificateJson(
-            await registry.registerCertificate(req.params.id, req.body.certificate, actorOf(req)),
+            await registry.registerCertificate(req.params.id, req.body.certificate ?? '', actorOf(req)),
           ),
-        ),
+        );
+    },
   );
 
   app.post<{ Params: { id: number; fingerprint: string } }>(
@@ -628,7 +659,14 @@ export async function verifierRoutes(app: FastifyInstance, opts: VerifierRoutesO
         response: { 200: { type: 'object', properties: { revoked: { type: 'boolean' } } }, ...errors },
       },
     },
-    async (req) => registry.revokeCertificate(req.params.id, req.params.fingerprint, actorOf(req)),
+    async (req) =>
+      revokeVerifierCertificate(
+        opts.authority,
+        registry,
+        req.params.id,
+        req.params.fingerprint,
+        actorOf(req),
+      ),
   );
 
   // ---- usage and statements (operators) ----

@@ -16,6 +16,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { appendAudit, type Db, staffActor } from '../audit/audit-log.ts';
+import { canonicalSerial } from '../core/serial.ts';
 import { authorize, type Principal } from '../staff/roles.ts';
 import type {
   VerifierApiKeyRow,
@@ -565,21 +566,29 @@ export class VerifierRegistry {
   }
 
   /** Registers a client certificate (PEM or DER) issued by the verifier CA for the verifier. */
+  /**
+   * `opts.db`: register within the caller's transaction; `opts.issuer`: the CA that must have issued it
+   * instead of clientCa (both used when the authority's own verifier CA issues the certificate).
+   */
   async registerCertificate(
     id: number,
     certificate: string | Uint8Array,
     actor: VerifierActor,
+    opts: { db?: Db; issuer?: Uint8Array } = {},
   ): Promise<CertificateInfo> {
     this.#authorize(actor);
-    if (!this.#clientCa)
+    const clientCa = opts.issuer ? readCertificate(opts.issuer) : this.#clientCa;
+    if (!clientCa)
       throw new VerifierStateError(
         'no verifier CA is configured (clientCa in verifiers.json): certificates cannot be registered',
       );
     const now = this.#now();
-    const cert = checkClientCertificate(readCertificate(certificate), this.#clientCa, now);
+    const cert = checkClientCertificate(readCertificate(certificate), clientCa, now);
     const by = actorString(actor);
+    const inTransaction = <T>(fn: (trx: Db) => Promise<T>): Promise<T> =>
+      opts.db ? fn(opts.db) : this.#db.transaction().execute(fn);
     try {
-      const info = await this.#db.transaction().execute(async (trx) => {
+      const info = await inTransaction(async (trx) => {
         const v = await this.#row(trx, id);
         if (v.status === 'ended')
           throw new VerifierStateError(`verifier ${id} has ended; it gets no new credentials`);
@@ -625,6 +634,10 @@ export class VerifierRegistry {
     id: number,
     fingerprintSha256: string,
     actor: VerifierActor,
+    opts: {
+      /** Runs in the revoking transaction: the authority records the revocation of a certificate it issued. */
+      inTransaction?: (trx: Db, cert: { serial: string; issuer: string; der: Uint8Array }) => Promise<void>;
+    } = {},
   ): Promise<{ revoked: boolean }> {
     this.#authorize(actor);
     const now = this.#now();
@@ -634,7 +647,7 @@ export class VerifierRegistry {
       await this.#row(trx, id);
       const cert = await trx
         .selectFrom('verifier_certificates')
-        .select('fingerprint_sha256')
+        .select(['fingerprint_sha256', 'serial', 'issuer', 'der'])
         .where('fingerprint_sha256', '=', fp)
         .where('verifier_id', '=', id)
         .executeTakeFirst();
@@ -646,6 +659,7 @@ export class VerifierRegistry {
         .where('revoked_at', 'is', null)
         .executeTakeFirst();
       if (Number(done.numUpdatedRows) === 0) return { revoked: false };
+      await opts.inTransaction?.(trx, cert);
       await appendAudit(trx, {
         actor: by,
         action: 'verifier.certificate-revoke',
@@ -710,17 +724,26 @@ export class VerifierRegistry {
           'verifier_certificates.not_before',
           'verifier_certificates.not_after',
           'verifier_certificates.revoked_at',
+          'verifier_certificates.serial as certificate_serial',
         ])
         .where('verifier_certificates.fingerprint_sha256', '=', fp)
         .executeTakeFirst();
       if (!row) return null;
-      const { fingerprint_sha256, not_before, not_after, revoked_at, ...verifier } = row;
+      const { fingerprint_sha256, not_before, not_after, revoked_at, certificate_serial, ...verifier } = row;
+      // A certificate of the authority's verifier CA revoked at the authority (jpki revoke, the
+      // operator API) is a revoked credential too, whichever way it was revoked.
+      const revocation = await this.#db
+        .selectFrom('revocations')
+        .select('recorded_at')
+        .where('serial', '=', canonicalSerial(certificate_serial))
+        .where('ca', '=', 'verifier')
+        .executeTakeFirst();
       return {
         type: 'certificate',
         fingerprintSha256: fingerprint_sha256,
         notBefore: not_before,
         notAfter: not_after,
-        revokedAt: revoked_at,
+        revokedAt: revoked_at ?? revocation?.recorded_at ?? null,
         verifier,
       } satisfies CachedCredential;
     });

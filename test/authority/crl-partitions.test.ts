@@ -396,7 +396,8 @@ describe.each(testStores())('partitioned CRLs (%s)', (backend) => {
   it('refreshes only what is missing, near nextUpdate, or changed', async () => {
     const first = await a.refreshCrls();
     const scopes = new Set(first.map((r) => `${r.scope}:${r.kind}`));
-    // every series exists now: root, sign and auth and their 64 partitions each, with deltas
+    // every series exists now: root, verifier, sign and auth and their 64 partitions each, with deltas
+    expect(scopes.has('verifier:full')).toBe(true);
     for (const ca of ['sign', 'auth'])
       for (const s of [ca, `${ca}-p0`, `${ca}-p63`])
         expect(
@@ -414,7 +415,8 @@ describe.each(testStores())('partitioned CRLs (%s)', (backend) => {
     expect(after.every((r) => r.entries >= 1)).toBe(true);
     // near nextUpdate: a day later every full CRL is due
     const later = await a.refreshCrls(Date.now() + 23 * 3600_000);
-    expect(later.filter((r) => r.kind === 'full')).toHaveLength(1 + 2 * 65);
+    // root, the verifier CA, and sign and auth with their 64 partitions each
+    expect(later.filter((r) => r.kind === 'full')).toHaveLength(2 + 2 * 65);
     expect(y).toBeDefined();
   }, 120_000);
 

@@ -63,6 +63,12 @@ describe('CertificateWriter', () => {
     );
   });
 
+  forEachStore((current) => {
+    it('refuses a bad number of batches in flight', () => {
+      expect(() => new CertificateWriter(current().db, { maxInFlight: 0 })).toThrow(RangeError);
+    });
+  });
+
   forEachStore((current, backend) => {
     it('one certificate at a time: each goes alone, at once', async () => {
       const { db, statements } = observed(current());
@@ -75,7 +81,7 @@ describe('CertificateWriter', () => {
 
     it('certificates that arrive during a commit share the next statement; every caller is answered after it', async () => {
       const { db, statements } = observed(current());
-      const writer = new CertificateWriter(db);
+      const writer = new CertificateWriter(db, { maxInFlight: 1 });
       const rows = Array.from({ length: 6 }, () => certificate());
       const answered: number[] = [];
       await Promise.all(
@@ -91,9 +97,18 @@ describe('CertificateWriter', () => {
       expect(answered.sort()).toEqual([0, 1, 2, 3, 4, 5]);
     });
 
+    it('several batches in flight (PostgreSQL writes 4 at once): the ones that arrive meanwhile still go together', async () => {
+      const { db, statements } = observed(current());
+      const writer = new CertificateWriter(db, { maxInFlight: 2 });
+      const rows = Array.from({ length: 6 }, () => certificate());
+      await Promise.all(rows.map((row) => writer.insert(row)));
+      expect([...statements].sort()).toEqual([1, 1, 4]);
+      for (const row of rows) expect(await stored(current(), row)).toBe(true);
+    });
+
     it('gather: certificates on their way are waited for (SQLite: until the end of the event-loop turn)', async () => {
       const { db, statements } = observed(current());
-      const writer = new CertificateWriter(db);
+      const writer = new CertificateWriter(db, { maxInFlight: 1 });
       const rows = [certificate(), certificate(), certificate()];
       // The second and third arrive later in the same turn, as completed signatures do.
       const first = writer.insert(rows[0]!, { gather: true });
@@ -107,7 +122,7 @@ describe('CertificateWriter', () => {
 
     it('batches are capped at maxBatch', async () => {
       const { db, statements } = observed(current());
-      const writer = new CertificateWriter(db, { maxBatch: 2 });
+      const writer = new CertificateWriter(db, { maxBatch: 2, maxInFlight: 1 });
       await Promise.all(Array.from({ length: 6 }, () => writer.insert(certificate())));
       expect(statements).toEqual([1, 2, 2, 1]);
     });
@@ -115,7 +130,7 @@ describe('CertificateWriter', () => {
     it('a duplicate serial in the middle of a batch: the others are stored, the duplicate gets its own error and changes nothing', async () => {
       const existing = certificate();
       await insertCertificate(current().db, existing);
-      const writer = new CertificateWriter(current().db);
+      const writer = new CertificateWriter(current().db, { maxInFlight: 1 });
       const rows = [
         certificate(),
         certificate(),
@@ -137,7 +152,7 @@ describe('CertificateWriter', () => {
     });
 
     it('two certificates with one serial in one batch: the first is stored, the second gets DuplicateSerialError', async () => {
-      const writer = new CertificateWriter(current().db);
+      const writer = new CertificateWriter(current().db, { maxInFlight: 1 });
       const first = certificate();
       const twin = certificate({ serial: first.serial });
       const other = certificate();
@@ -168,7 +183,7 @@ describe('CertificateWriter', () => {
           store.db,
         );
       }
-      const writer = new CertificateWriter(store.db);
+      const writer = new CertificateWriter(store.db, { maxInFlight: 1 });
       const rows = [certificate(), certificate(), certificate({ resident_ref: 'refused' }), certificate()];
       const results = await Promise.allSettled(rows.map((row) => writer.insert(row)));
       expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
@@ -178,7 +193,7 @@ describe('CertificateWriter', () => {
     });
 
     it('a malformed row is refused before it joins a batch', async () => {
-      const writer = new CertificateWriter(current().db);
+      const writer = new CertificateWriter(current().db, { maxInFlight: 1 });
       const good = certificate();
       const results = await Promise.allSettled([
         writer.insert(certificate({ serial: 'ABCD' })),
@@ -220,7 +235,7 @@ describe('CertificateWriter', () => {
           };
         };
       }
-      const writer = new CertificateWriter(db);
+      const writer = new CertificateWriter(db, { maxInFlight: 1 });
       const rows = [certificate(), certificate(), certificate({ resident_ref: 'crash' }), certificate()];
       const results = await Promise.allSettled(rows.map((row) => writer.insert(row)));
       await release();

@@ -797,7 +797,11 @@ export async function ocspServerChild(dir: string, workers = 1): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  if (cluster.isWorker) return; // the primary prints the port and watches the parent
+  if (cluster.isWorker) {
+    // The primary exits as it signals the workers: closing the shared socket then has no one to tell (EPIPE).
+    cluster.worker?.on('error', () => undefined);
+    return; // the primary prints the port and watches the parent
+  }
   // Also stop when the parent goes away (its end of our stdin closes).
   process.stdin.on('end', stop);
   process.stdin.resume();

@@ -6,9 +6,17 @@ const DAY_MS = 86_400_000;
 const DAY = /^(\d{4})-(\d{2})-(\d{2})$/;
 const MONTH = /^(\d{4})-(\d{2})$/;
 
-/** The calendar day in Japan of an instant, YYYY-MM-DD. */
+let memoIndex = Number.NaN;
+let memoDay = '';
+
+/** The calendar day in Japan of an instant, YYYY-MM-DD. Asked on every OCSP answer: the last day is kept. */
 export function jstDay(ms: number): string {
-  return new Date(ms + JST_MS).toISOString().slice(0, 10);
+  const index = Math.floor((ms + JST_MS) / DAY_MS);
+  if (index !== memoIndex) {
+    memoDay = new Date(index * DAY_MS).toISOString().slice(0, 10);
+    memoIndex = index;
+  }
+  return memoDay;
 }
 
 /** The first instant of the JST day after the one `ms` falls in. */

@@ -223,9 +223,11 @@ function fastSubjectKey(spki: Buffer): KeyObject | undefined {
   } catch {
     return undefined; // e.g. a point off the curve: the DER import refuses it and says why
   }
-  if (key.asymmetricKeyType === 'rsa') {
-    const d = key.asymmetricKeyDetails ?? {};
-    rsaPolicy(d.modulusLength ?? 0, d.publicExponent ?? 0n);
+  if (jwk.kty === 'RSA') {
+    // From the JWK's parts: asymmetricKeyDetails would cost as much as the import itself.
+    const n = Buffer.from(jwk.n!, 'base64url');
+    const bits = n.length * 8 - Math.clz32(n[0]!) + 24;
+    rsaPolicy(bits, BigInt(`0x${Buffer.from(jwk.e!, 'base64url').toString('hex')}`));
   }
   return key;
 }

@@ -7,7 +7,7 @@
 // through OpenSSL's decoder, which accepts or refuses it as it always did.
 
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { bitString, NULL, oid, readChildren, readTlv, sequence, unsignedInteger } from './der.ts';
+import { NULL, oid, readChildren, readTlv, sequence, type Tlv } from './der.ts';
 import { OID } from './oids.ts';
 
 const RSA_ALGORITHM = sequence(oid(OID.rsaEncryption), NULL);
@@ -38,21 +38,30 @@ export function canonicalJwk(spki: Buffer): JsonWebKey | undefined {
     const [n, e, more] = readChildren(spki, rsaKey);
     if (rsaKey.tag !== 0x30 || rsaKey.end !== bits.end || n?.tag !== 0x02 || e?.tag !== 0x02 || more)
       return undefined;
+    // DER: every length minimal, both INTEGERs minimal and positive. Then the SPKI is the one
+    // encoding of its key, which is what OpenSSL's decoder would accept and re-encode identically.
+    for (const t of [top, alg, bits, rsaKey, n, e]) if (!minimalLength(spki, t)) return undefined;
     const modulus = spki.subarray(n.contentStart, n.end);
     const exponent = spki.subarray(e.contentStart, e.end);
-    // Negative or empty INTEGERs are not keys; re-encoding below catches every non-minimal form.
-    if (modulus.length === 0 || exponent.length === 0 || modulus[0]! & 0x80 || exponent[0]! & 0x80)
-      return undefined;
-    const canonical = sequence(
-      RSA_ALGORITHM,
-      bitString(sequence(unsignedInteger(modulus), unsignedInteger(exponent))),
-    );
-    if (!canonical.equals(spki)) return undefined;
-    const strip = (b: Buffer) => (b.length > 1 && b[0] === 0 ? b.subarray(1) : b);
-    return { kty: 'RSA', n: strip(modulus).toString('base64url'), e: strip(exponent).toString('base64url') };
+    if (!minimalPositive(modulus) || !minimalPositive(exponent)) return undefined;
+    const magnitude = modulus[0] === 0 ? modulus.subarray(1) : modulus;
+    return { kty: 'RSA', n: magnitude.toString('base64url'), e: exponent.toString('base64url') };
   } catch {
     return undefined; // malformed: OpenSSL's decoder decides and says why
   }
+}
+
+function minimalLength(buf: Buffer, t: Tlv): boolean {
+  const length = t.end - t.contentStart;
+  const lengthOctets =
+    length < 0x80 ? 0 : length < 0x100 ? 1 : length < 0x10000 ? 2 : length < 0x1000000 ? 3 : 4;
+  return t.contentStart - t.start === 2 + lengthOctets && (lengthOctets === 0 || buf[t.start + 2] !== 0);
+}
+
+/** The content octets of a positive INTEGER in minimal form. */
+function minimalPositive(c: Buffer): boolean {
+  if (c.length === 0 || c[0]! & 0x80) return false;
+  return !(c.length > 1 && c[0] === 0 && !(c[1]! & 0x80));
 }
 
 /** A node:crypto public key from an SPKI. Throws what createPublicKey throws. */

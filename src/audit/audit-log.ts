@@ -25,6 +25,7 @@ import { createHash } from 'node:crypto';
 import { type Kysely, PostgresAdapter } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { AuditLogRow } from '../store/staff-schema.ts';
+import { inTransaction } from '../store/transaction.ts';
 import { CanonicalJsonError, canonicalJson, type JsonObject, type JsonValue } from './canonical-json.ts';
 
 export type { JsonObject, JsonValue } from './canonical-json.ts';
@@ -114,7 +115,7 @@ export const residentActor = (residentId: string | number): string => `resident:
  */
 export async function appendAudit(db: Db, entry: AuditEntry): Promise<AuditRecord> {
   const e = prepareEntry(entry);
-  if (db.isTransaction) return appendIn(db, e);
+  if (inTransaction(db)) return appendIn(db, e);
   return db.transaction().execute((trx) => appendIn(trx, e));
 }
 
@@ -357,7 +358,7 @@ export async function verifyAuditChain(db: Db, opts: VerifyAuditOptions = {}): P
     if (!Number.isSafeInteger(a.seq) || a.seq < 1 || !/^[0-9a-f]{64}$/.test(a.hash))
       throw new RangeError('verifyAuditChain: an anchor is a seq >= 1 and a 64-digit lowercase hex hash');
   const run = (trx: Db) => verifyIn(trx, from, to, opts.anchors ?? [], opts.chunkSize ?? 1000);
-  if (db.isTransaction) return run(db);
+  if (inTransaction(db)) return run(db);
   if (isPostgres(db))
     return db.transaction().setIsolationLevel('repeatable read').setAccessMode('read only').execute(run);
   return db.transaction().execute(run);

@@ -504,7 +504,22 @@ function eventFacts(o: EventOptions): ResidentFactsInput | undefined {
 async function eventCommand(store: Store, input: RegisterEventInput, authority?: Authority): Promise<void> {
   let r: Awaited<ReturnType<typeof recordEvent>>;
   try {
-    r = await recordEvent(store, input);
+    r = await recordEvent(store, input, {
+      // In the event's own transaction, as the counter's HTTP API does.
+      audit: (r) => ({
+        actor: cliActor(),
+        action: 'register.event',
+        subject: `resident:${input.residentId}`,
+        municipalityCode: r.resident.municipalityCode,
+        details: {
+          event: r.event.id,
+          type: input.type,
+          sourceEventId: input.sourceEventId,
+          duplicate: r.duplicate,
+          outbox: r.outbox,
+        },
+      }),
+    });
   } catch (e) {
     if (!(e instanceof RegisterValidationError)) throw e;
     const text = e.issues.map((i) =>
@@ -512,20 +527,6 @@ async function eventCommand(store: Store, input: RegisterEventInput, authority?:
     );
     throw new Error(text.join('; '));
   }
-  // After the event's own transaction, as the counter's HTTP API does (docs/counter.md).
-  await appendAudit(store.db, {
-    actor: cliActor(),
-    action: 'register.event',
-    subject: `resident:${input.residentId}`,
-    municipalityCode: r.resident.municipalityCode,
-    details: {
-      event: r.event.id,
-      type: input.type,
-      sourceEventId: input.sourceEventId,
-      duplicate: r.duplicate,
-      outbox: r.outbox,
-    },
-  });
   const e = r.event;
   if (r.duplicate) {
     process.stdout.write(

@@ -913,19 +913,20 @@ export async function counterRoutes(app: FastifyInstance, opts: CounterRoutesOpt
         });
         throw new ForbiddenError(principal, 'resident.write', { municipalityCode: municipality });
       }
-      const r = await recordEvent(store, input);
-      await appendAudit(store.db, {
-        actor: staffActor(principal.staffId),
-        action: 'register.event',
-        subject: `resident:${input.residentId}`,
-        municipalityCode: r.resident.municipalityCode,
-        details: {
-          event: r.event.id,
-          type: input.type,
-          sourceEventId: input.sourceEventId,
-          duplicate: r.duplicate,
-          outbox: r.outbox,
-        },
+      const r = await recordEvent(store, input, {
+        audit: (r) => ({
+          actor: staffActor(principal.staffId),
+          action: 'register.event',
+          subject: `resident:${input.residentId}`,
+          municipalityCode: r.resident.municipalityCode,
+          details: {
+            event: r.event.id,
+            type: input.type,
+            sourceEventId: input.sourceEventId,
+            duplicate: r.duplicate,
+            outbox: r.outbox,
+          },
+        }),
       });
       return {
         eventId: r.event.id,

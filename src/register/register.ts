@@ -21,6 +21,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { sql } from 'kysely';
+import { type AuditEntry, appendAudit } from '../audit/audit-log.ts';
 import type { Store } from '../store/db.ts';
 import type { RegisterEventRow, ResidentRow } from '../store/register-schema.ts';
 import {
@@ -170,6 +171,8 @@ export interface RecordEventResult {
 export interface RecordEventOptions {
   /** The clock (tests). */
   now?: Date;
+  /** The audit entry of this event, written in the event's own transaction (so there is never an unaudited event). */
+  audit?: (result: RecordEventResult) => AuditEntry;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -440,15 +443,17 @@ export async function recordEvent(
   try {
     result = await writeTransaction(store, async (trx) => {
       const original = await findBySource(trx, input.sourceEventId);
-      if (original) return duplicateResult(trx, original, v);
-      return record(trx, pg, v, now.getTime());
+      const r = original ? await duplicateResult(trx, original, v) : await record(trx, pg, v, now.getTime());
+      if (opts.audit) await appendAudit(trx, opts.audit(r));
+      return r;
     });
   } catch (e) {
     if (!(e instanceof DuplicateRace)) throw e;
-    // A concurrent transaction recorded the same source event id first.
+    // A concurrent transaction recorded the same source event id first: nothing was written here.
     const original = await findBySource(store.db, input.sourceEventId);
     if (!original) throw e;
     result = await duplicateResult(store.db, original, v);
+    if (opts.audit) await appendAudit(store.db, opts.audit(result));
   }
   if (result.outbox) outboxSignal.emit('pending');
   return result;

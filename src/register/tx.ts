@@ -6,6 +6,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { Store } from '../store/db.ts';
 import type { Database } from '../store/schema.ts';
+import { asTransaction } from '../store/transaction.ts';
 
 export type Db = Kysely<Database>;
 
@@ -14,7 +15,7 @@ export async function writeTransaction<T>(store: Store, fn: (trx: Db) => Promise
   return store.db.connection().execute(async (conn) => {
     await sql`begin immediate`.execute(conn);
     try {
-      const result = await fn(conn);
+      const result = await asTransaction(conn, () => fn(conn));
       await sql`commit`.execute(conn);
       return result;
     } catch (e) {

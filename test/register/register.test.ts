@@ -239,6 +239,43 @@ forEachStore(
         expect(await counts()).toEqual(before);
       });
 
+      it('the event and its audit entry are one transaction: an audit entry that cannot be written leaves no event', async () => {
+        const store = current();
+        const id = newResidentId();
+        const audited = await recordEvent(store, registration(id), {
+          audit: (r) => ({
+            actor: 'test',
+            action: 'register.event',
+            subject: `resident:${id}`,
+            details: { event: r.event.id },
+          }),
+        });
+        const entry = await store.db
+          .selectFrom('audit_log')
+          .select(['action', 'details'])
+          .where('subject', '=', `resident:${id}`)
+          .executeTakeFirstOrThrow();
+        expect(entry.action).toBe('register.event');
+        expect(String(entry.details)).toContain(String(audited.event.id));
+        const before = await counts();
+        const move: RegisterEventInput = {
+          sourceEventId: newSourceId(),
+          residentId: id,
+          type: 'moved-within',
+          effectiveDate: '2021-05-01',
+          facts: { address: '東京都千代田区永田町1丁目7番1号' },
+        };
+        await expect(
+          recordEvent(store, move, {
+            audit: () => {
+              throw new Error('audit store unavailable');
+            },
+          }),
+        ).rejects.toThrow('audit store unavailable');
+        expect(await counts()).toEqual(before);
+        expect((await getResident(store.db, id))!.version).toBe(1);
+      });
+
       it('a late event goes into the history without rolling the current state back', async () => {
         const store = current();
         const id = newResidentId();

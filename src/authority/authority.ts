@@ -81,7 +81,7 @@ import {
   urls,
 } from './config.ts';
 import { createDevelopmentPassphrase, openKeyStore } from './keystores.ts';
-import { OcspResponses, ocspIssuer, presignSettings } from './ocsp-responses.ts';
+import { OcspResponses, ocspIssuer, presignSettings, statusKeyOf } from './ocsp-responses.ts';
 import { type RevocationReason, reasonCode } from './reasons.ts';
 
 export class AuthorityError extends Error {
@@ -1119,10 +1119,6 @@ export class Authority {
     }
     return { der, cacheable: !req.nonce, producedAt, nextUpdate, status: 'successful' };
   }
-}
-
-function statusKeyOf(s: CertStatus): string {
-  return s.status === 'revoked' ? `r${s.revokedAt.getTime()}:${s.reason ?? 0}` : s.status;
 }
 
 async function issueWith(

@@ -122,7 +122,7 @@ interface IssuedForOcsp {
 }
 
 /** RFC 5019 OCSPRequest: one Request with a SHA-1 CertID, unsigned, no extensions. */
-function ocspRequest(issuerNameHash: Buffer, issuerKeyHash: Buffer, serialContent: Buffer): Buffer {
+export function ocspRequest(issuerNameHash: Buffer, issuerKeyHash: Buffer, serialContent: Buffer): Buffer {
   const certId = sequence(
     sequence(oid(OID.sha1), NULL),
     octetString(issuerNameHash),
@@ -135,7 +135,7 @@ function ocspRequest(issuerNameHash: Buffer, issuerKeyHash: Buffer, serialConten
 /** openssl ca index.txt time: YYMMDDHHMMSSZ. */
 const indexTime = (d: Date) => `${d.toISOString().slice(2, 19).replace(/\D/g, '')}Z`;
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
@@ -147,7 +147,7 @@ async function freePort(): Promise<number> {
 }
 
 /** Builds bench/loopback-bind.c (see there) into `dir`; undefined if there is no C compiler. */
-function buildLoopbackShim(dir: string): string | undefined {
+export function buildLoopbackShim(dir: string): string | undefined {
   const src = new URL('./loopback-bind.c', import.meta.url).pathname;
   const out = join(dir, 'loopback-bind.so');
   for (const cc of ['cc', 'gcc', 'clang']) {

@@ -7,21 +7,19 @@
 // size the peers answer the same sample on 127.0.0.1: `cfssl ocspserve` from pre-signed responses
 // and `openssl ocsp -multi 2` from an index.txt.
 
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { Authority } from '../src/authority/authority.ts';
-import { NULL, octetString, oid, sequence, tlv } from '../src/core/der.ts';
 import { issuerHashes } from '../src/core/ocsp.ts';
-import { OID } from '../src/core/oids.ts';
 import { openDatabase } from '../src/store/db.ts';
 import { populate } from '../src/store/populate.ts';
 import { VerifierRegistry } from '../src/verifiers/registry.ts';
 import { httpRequest, rawLoad } from './loadgen.ts';
+import { buildLoopbackShim, freePort, ocspRequest } from './ocsp.ts';
 import {
   createAuthority,
   createPostgresDatabase,
@@ -262,14 +260,9 @@ async function sampleRevoked(url: string, n: number): Promise<Sample> {
 }
 
 /** RFC 5019 OCSPRequest: one SHA-1 CertID, no nonce. */
+/** RFC 5019 request (SHA-1 CertID) for a serial given in hex. */
 function request(h: ReturnType<typeof issuerHashes>, serial: string): Buffer {
-  const certId = sequence(
-    sequence(oid(OID.sha1), NULL),
-    octetString(h.sha1.name),
-    octetString(h.sha1.key),
-    tlv(0x02, Buffer.from(serial, 'hex')),
-  );
-  return sequence(sequence(sequence(sequence(certId))));
+  return ocspRequest(h.sha1.name, h.sha1.key, Buffer.from(serial, 'hex'));
 }
 
 /**
@@ -297,17 +290,6 @@ async function load(
     non2xx: r.non2xx,
     errors: r.errors,
   };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function processMemory(pid: number): { rssMB: number; peakMB: number } {
@@ -453,9 +435,8 @@ async function runPeers(
   }
 
   // openssl ocsp -multi 2 from an index.txt of the same sample.
-  const shim = join(dir, 'loopback-bind.so');
-  const src = new URL('./loopback-bind.c', import.meta.url).pathname;
-  if (spawnSync('cc', ['-shared', '-fPIC', '-O2', '-o', shim, src, '-ldl']).status === 0) {
+  const shim = buildLoopbackShim(dir);
+  if (shim) {
     const exp = '351231000000Z';
     // openssl keys its index by the serial's value in hex, without the DER sign octet.
     const idx = (serial: string) => serial.replace(/^00/, '').toUpperCase();
